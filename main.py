@@ -1,0 +1,8 @@
+"""``python main.py COMMAND ...``: the same as the ``visionlab`` command."""
+
+import sys
+
+from visionlab.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Interpreter mode: the commands as Python functions (``import visionlab as vl; vl.fit("coffee", steps=300)``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from visionlab.manager import fit_preset
+from visionlab.opt import FitConfig, from_dict
+from visionlab.trainer import fit as fit_task
+from visionlab.util.checkpoint import load_state
+from visionlab.util.errors import ConfigError
+
+
+def fit(image: str | None = None, *, preset: str | None = None, resume: str | Path | None = None,
+        callbacks=(), **options) -> dict:
+    """Fit an image with a neural field and return its metrics (PSNR, SSIM, wall seconds, steps, pixels trained).
+
+    ``image`` is a file or a built-in sample name; ``options`` are the fields of :class:`visionlab.opt.FitConfig`
+    (``steps``, ``sampler``, ``ratio``, ``model``, ...), applied over ``preset``. ``resume`` continues an earlier
+    run (its folder or checkpoint) with its own config; only ``device``, ``threads`` and ``quiet`` may be changed.
+
+    >>> metrics = fit("coffee", preset="tiny", quiet=True, out="/tmp/runs")  # doctest: +SKIP
+    >>> round(metrics["psnr"]) > 10  # doctest: +SKIP
+    True
+    """
+    return fit_run(image, preset=preset, resume=resume, callbacks=callbacks, **options)["metrics"]
+
+
+def fit_run(image: str | None = None, *, preset: str | None = None, resume: str | Path | None = None,
+            callbacks=(), **options) -> dict:
+    """Like :func:`fit`, but return the whole run summary (status, run folder, metrics)."""
+    if resume is not None:
+        path = Path(resume)
+        state = load_state(path)
+        overrides = {k: v for k, v in options.items() if k in ("device", "threads", "quiet") and v is not None}
+        config = from_dict(FitConfig, {**state["config"], **overrides})
+        return fit_task.fit(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(FitConfig)})
+    if unknown:
+        raise ConfigError(f"unknown fit option(s): {', '.join(unknown)}")
+    values = fit_preset(preset)
+    if image is not None:
+        values["image"] = image
+    values.update(options)
+    return fit_task.fit(FitConfig(**values), callbacks=callbacks)

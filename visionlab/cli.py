@@ -1,0 +1,73 @@
+"""Script mode: ``visionlab <command> [options]`` (also ``python -m visionlab`` and ``python main.py``).
+
+Thin on purpose: parse the flags into a config (opt.py), start from a preset (manager.py), call the task, print the
+result. A problem the user can fix is printed as one line, with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from visionlab import __version__, api
+from visionlab.manager import FIT_PRESETS, fit_preset
+from visionlab.opt import FitConfig, add_options, config_from_args
+from visionlab.util.errors import VisionlabError
+
+EXIT_USAGE = 2  # bad input: argparse's own convention
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionlab", description="visionlab: computer-vision models to run, read "
+                                     "and extend. Run 'visionlab COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"visionlab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    fit = commands.add_parser(
+        "fit", help="fit an image with a neural field (SIREN + EVOS, ...)",
+        description="Fit an image with an implicit neural representation, choosing the trained pixels with a sample "
+                    "selector (EVOS by default). Writes the reconstruction, a comparison figure, the PSNR curve, "
+                    "metrics.json and a checkpoint to OUT/fit/NAME.",
+    )
+    fit.add_argument("--preset", choices=sorted(FIT_PRESETS),
+                     help="start from a named preset (manager.py); flags override it: " +
+                          "; ".join(f"{k}: {_describe(v)}" for k, v in FIT_PRESETS.items()))
+    fit.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its checkpoint.pt) "
+                     "exactly where it stopped; its own options are used (--device, --threads, --quiet may change)")
+    add_options(fit, FitConfig, positional_optional=True)
+    fit.set_defaults(handler=run_fit)
+    return parser
+
+
+def _describe(options: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    if args.resume:
+        summary = api.fit_run(resume=args.resume, device=args.device, threads=args.threads, quiet=args.quiet)
+    else:
+        config = config_from_args(FitConfig, args, base=fit_preset(args.preset))
+        summary = api.fit_run(**vars(config))
+    m = summary["metrics"]
+    print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} after {m['steps']} steps, "
+          f"{m['wall_seconds']:.1f} s of training; outputs in {summary['run_dir']}")
+    if summary["status"] == "interrupted":
+        print(f"interrupted; continue with: visionlab fit --resume {summary['run_dir']}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except VisionlabError as e:
+        print(f"visionlab {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aborted; the last checkpoint written is intact", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,136 @@
+"""Every option of every command, as dataclass configs with help text.
+
+A config is a plain ``@dataclass``: the command line is generated from its fields (``--snake-case`` flags, the help
+text from each field's ``help`` metadata), and interpreter mode builds the same object, e.g.
+``FitConfig(image="coffee", steps=500)``. ``validate()`` checks ranges once, for both modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from visionlab.util.errors import ConfigError
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, short: str | None = None,
+           positional: bool = False) -> Any:
+    """A dataclass field that also describes its command-line flag."""
+    return field(default=default, metadata={"help": help, "choices": choices, "short": short,
+                                            "positional": positional})
+
+
+@dataclass
+class FitConfig:
+    """Fit one image with an implicit neural representation (``visionlab fit``)."""
+
+    # -- data
+    image: str = option("astronaut", "image file (PNG, JPEG, TIFF, BMP; 8/16 bit; grey, RGB, RGBA) or the name of a "
+                        "built-in sample (astronaut, camera, coffee, chelsea, ...)", positional=True)
+    size: str | None = option(None, "resize first: N makes the shorter side N pixels, HxW resizes exactly")
+    crop: str | None = option(None, "then take a centred crop of HxW pixels")
+    transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), zscore or sympower "
+                            "(symmetric power transformation, Sym-Power AAAI 2025)",
+                            choices=("minmax", "zscore", "sympower"))
+    # -- model
+    model: str = option("siren", "network: siren, finer or fourier (Fourier-feature ReLU MLP)",
+                        choices=("siren", "finer", "fourier"))
+    width: int = option(256, "hidden units per layer")
+    depth: int = option(3, "hidden (width -> width) layers; SIREN 3x256 of the papers is depth 3, width 256")
+    # -- optimisation
+    steps: int = option(5000, "optimiser steps (one step is one 'epoch' in the INR papers)")
+    lr: float | None = option(None, "Adam learning rate (default: the model's usual one: siren 1e-4, finer 5e-4, "
+                              "fourier 1e-3)")
+    lr_final: float | None = option(None, "decay the learning rate exponentially to this value at the last step "
+                                    "(the Sym-Power code decays 1e-4 -> 1e-5; default: constant, as EVOS)")
+    # -- sample selection
+    sampler: str = option("evos", "which pixels to train each step: full (all), random (uniform) or evos "
+                          "(evolutionary selector, EVOS CVPR 2025)", choices=("full", "random", "evos"))
+    ratio: float = option(0.5, "sample ratio r_0 in (0, 1]: the fraction of pixels trained per step")
+    scheduler: str = option("constant", "ratio schedule: constant, or step (ten stages from r_0 to 1)",
+                            choices=("constant", "step"))
+    mutation_ratio: float | None = option(None, "EVOS: fraction of pixels drawn uniformly each step "
+                                          "(default r_0 / 2)")
+    cfs_steps: int = option(1500, "EVOS: cross-frequency supervision during this many first steps (0: EVOS "
+                            "without CFS)")
+    # -- run
+    seed: int = option(0, "random seed (weights, sample selection); the same seed repeats the run")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch (default: PyTorch's choice)")
+    eval_every: int = option(100, "evaluate PSNR / SSIM on the whole image every this many steps")
+    checkpoint_every: int = option(500, "write the training checkpoint every this many steps")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/fit/NAME")
+    name: str | None = option(None, "run name (default: IMAGE-MODEL-SAMPLER); an existing folder is never "
+                              "overwritten")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "FitConfig":
+        """Raise ConfigError naming the first bad value; return self."""
+        for name in ("width", "steps", "eval_every", "checkpoint_every"):
+            _positive(name, getattr(self, name))
+        if self.depth < 0:
+            raise ConfigError(f"depth must be >= 0, got {self.depth}")
+        if not 0.0 < self.ratio <= 1.0:
+            raise ConfigError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.mutation_ratio is not None and not 0.0 <= self.mutation_ratio < self.ratio:
+            raise ConfigError(f"mutation ratio must be in [0, ratio = {self.ratio}), got {self.mutation_ratio}")
+        for name in ("lr", "lr_final", "threads"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.cfs_steps < 0:
+            raise ConfigError(f"cfs steps must be >= 0, got {self.cfs_steps}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        return self
+
+
+def _positive(name: str, value) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(f"{name.replace('_', ' ')} must be > 0, got {value}")
+
+
+def from_dict(cls, values: dict):
+    """Build a config from a dict (e.g. a checkpoint's), ignoring keys that this version does not know."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False) -> None:
+    """Add one flag per field of the dataclass ``cls``; defaults are left unset (None) so that explicit flags can be
+    told apart from defaults (see :func:`config_from_args`)."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        kind = _base_type(hints[f.name])
+        default_text = "" if f.default is None else f" (default: {f.default})"
+        if meta.get("positional"):
+            parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
+                                help=meta["help"] + default_text)
+            continue
+        flags = [f"--{f.name.replace('_', '-')}"] + ([meta["short"]] if meta.get("short") else [])
+        if kind is bool:
+            parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
+        else:
+            parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
+                                metavar=f.name.upper() if not meta.get("choices") else None,
+                                help=meta["help"] + default_text)
+
+
+def config_from_args(cls, args: argparse.Namespace, base: dict | None = None):
+    """``base`` (e.g. a preset) overridden by the flags given explicitly on the command line."""
+    values = dict(base or {})
+    for f in dataclasses.fields(cls):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return from_dict(cls, values)
+
+
+def _base_type(hint) -> type:
+    """int | None -> int, etc."""
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return args[0] if args else hint

@@ -1,0 +1,192 @@
+"""The training loop every visionlab trainer shares.
+
+A task subclasses :class:`Trainer` and writes ``train_step`` (one optimiser step), ``evaluate``, ``state_dict`` /
+``load_state_dict`` (its models, optimisers and helpers) and ``finish`` (its pictures and metrics). The base class
+owns what must work the same everywhere:
+
+- the step loop with a tqdm progress bar showing the live loss and the last evaluation;
+- wall time: only ``train_step`` counts as training time (evaluation, logging and checkpoints do not), with the
+  device synchronised so that GPU time is not under-counted;
+- ``metrics.jsonl`` (one line per evaluation) and ``summary.json`` in the run folder;
+- checkpoints every ``checkpoint_every`` steps, written atomically, with the random states, so that ``resume``
+  continues exactly (bit for bit on the CPU);
+- Ctrl-C: the current step finishes, a checkpoint is written and the run stops cleanly (a second Ctrl-C aborts);
+- the NaN guard: a non-finite loss stops the run before it touches the weights, naming the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from visionlab import __version__
+from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
+from visionlab.util.errors import DataError, TrainingError
+from visionlab.util.io import append_jsonl, read_jsonl, write_json, write_text
+from visionlab.util.seed import rng_state, set_rng_state
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so that timings measure the work and not just its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Trainer:
+    """Base training loop: steps, evaluation, logging, checkpoints, resume, Ctrl-C and the NaN guard."""
+
+    task = "base"
+
+    def __init__(self, *, config, run_dir: str | Path, device: torch.device, total_steps: int,
+                 eval_every: int = 100, checkpoint_every: int = 500, quiet: bool = False):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.total_steps = total_steps
+        self.eval_every = max(1, eval_every)
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.quiet = quiet
+        self.step = 0  # optimiser steps done
+        self.train_seconds = 0.0  # wall time inside train_step only
+        self.history: list[dict] = []  # one record per evaluation
+        self.callbacks: list[Callable[["Trainer"], None]] = []  # called after every step (tests, custom logging)
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ what a task writes
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step; returns at least ``{"loss": float}``."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the current model (not timed as training)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Everything of the task that a resumed run needs (models, optimisers, selectors...)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def finish(self, status: str) -> dict:
+        """Write the task's outputs; return its final metrics."""
+        return {}
+
+    # ------------------------------------------------------------------ shared machinery
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """The NaN guard: call it before ``backward`` so that a bad loss never reaches the weights."""
+        if not torch.isfinite(loss).all():
+            last = (f"the last good checkpoint is {self.checkpoint_path} (resume with --resume {self.run_dir})"
+                    if self.checkpoint_path.exists() else "no checkpoint was written yet")
+            raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; {last}; "
+                                f"try a lower learning rate or another value transform")
+
+    def request_stop(self) -> None:
+        """Stop after the current step, with a checkpoint (what Ctrl-C does)."""
+        self._stop_requested = True
+
+    def save_checkpoint(self) -> Path:
+        config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
+        state = {"version": __version__, "task": self.task, "step": self.step, "train_seconds": self.train_seconds,
+                 "history": self.history, "config": config, "rng": rng_state(), **self.state_dict()}
+        return save_state(self.checkpoint_path, state)
+
+    def resume(self, state: dict | str | Path | None = None) -> None:
+        """Continue from a checkpoint: its loaded state, its path, or (default) this run's own."""
+        if not isinstance(state, dict):
+            state = load_state(state or self.checkpoint_path, map_location=self.device)
+        if state.get("task") != self.task:
+            raise DataError(f"that is a {state.get('task')!r} checkpoint, not a {self.task!r} one")
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = list(state["history"])
+        self.load_state_dict(state)
+        set_rng_state(state["rng"])
+        # Lines logged after that checkpoint belong to steps that will be trained again: drop them.
+        log = self.run_dir / "metrics.jsonl"
+        kept = [r for r in read_jsonl(log) if r.get("step", 0) <= self.step]
+        write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def log(self, record: dict) -> None:
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+
+    def run_evaluation(self, logs: dict) -> dict:
+        record = {"step": self.step, "seconds": round(self.train_seconds, 4), **logs, **self.evaluate()}
+        self.history.append(record)
+        self.log(record)
+        return record
+
+    def train(self) -> dict:
+        """Train up to ``total_steps`` (from wherever the trainer is), then write outputs; returns the summary."""
+        status = "finished"
+        restore = self._install_interrupt_handler()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.task, unit="step", disable=self.quiet,
+                   dynamic_ncols=True, mininterval=0.5)
+        try:
+            last_eval = self.history[-1] if self.history else {}
+            while self.step < self.total_steps:
+                start = time.perf_counter()
+                logs = self.train_step(self.step)
+                synchronize(self.device)
+                self.train_seconds += time.perf_counter() - start
+                self.step += 1
+                if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                    last_eval = self.run_evaluation(logs)
+                if self.step % self.checkpoint_every == 0:
+                    self.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix(self._postfix(logs, last_eval), refresh=False)
+                for callback in self.callbacks:
+                    callback(self)
+                if self._stop_requested and self.step < self.total_steps:
+                    status = "interrupted"
+                    break
+        finally:
+            bar.close()
+            restore()
+        self.save_checkpoint()
+        metrics = self.finish(status)
+        summary = {"task": self.task, "status": status, "run_dir": str(self.run_dir), "step": self.step,
+                   "total_steps": self.total_steps, "train_seconds": self.train_seconds, "metrics": metrics,
+                   "version": __version__}
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    @staticmethod
+    def _postfix(logs: dict, last_eval: dict) -> dict:
+        shown = {"loss": f"{logs['loss']:.3g}"}
+        for key in ("psnr", "accuracy"):
+            if key in last_eval and last_eval[key] is not None and math.isfinite(last_eval[key]):
+                shown[key] = f"{last_eval[key]:.2f}"
+        return shown
+
+    def _install_interrupt_handler(self) -> Callable[[], None]:
+        """First Ctrl-C: finish the step, checkpoint, stop. Second: abort at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            tqdm.write("interrupted: stopping after this step with a checkpoint (Ctrl-C again to abort)")
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)

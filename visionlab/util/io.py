@@ -1,0 +1,111 @@
+"""Files of a run: atomic writes, JSON / YAML / JSON-lines, and the run folder ``runs/<task>/<name>/``.
+
+Every file is written atomically (to a temporary file in the same folder, flushed to disk, then renamed over the
+target), so that Ctrl-C or a crash never leaves a half-written checkpoint or summary behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on failure remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values: tuples -> lists, paths -> str, NaN / inf -> None, tensors and arrays -> numbers."""
+    if hasattr(obj, "tolist"):  # torch.Tensor, numpy arrays and scalars
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, yaml.safe_dump(to_jsonable(obj), sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON line (a whole line per write, so an interrupted run leaves only whole lines)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(to_jsonable(record)) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+def new_run_dir(root: str | os.PathLike, task: str, name: str) -> Path:
+    """Create ``root/task/name`` and return it; an existing folder is never reused (``name-2``, ``name-3``, ...),
+    so that a new run can never overwrite an earlier one."""
+    base = Path(root) / task
+    base.mkdir(parents=True, exist_ok=True)
+    name = slug(name)
+    for i in range(1, 10_000):
+        candidate = base / (name if i == 1 else f"{name}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"too many runs named {name!r} in {base}")

@@ -1,0 +1,66 @@
+"""Figures of a run, drawn with matplotlib's Agg back end (no screen needed) and written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the back end)
+import numpy as np  # noqa: E402
+
+from visionlab.util.io import atomic_write  # noqa: E402
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120,
+                                               bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def _show(ax, image: np.ndarray, title: str, **kwargs) -> None:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: show the grey
+        image = image[..., 0]
+    cmap = kwargs.pop("cmap", "gray" if image.ndim == 2 else None)
+    im = ax.imshow(image, cmap=cmap, **kwargs)
+    ax.set_title(title)
+    ax.axis("off")
+    return im
+
+
+def comparison_figure(path: str | os.PathLike, original: np.ndarray, reconstruction: np.ndarray, *,
+                      title: str = "") -> Path:
+    """original | reconstruction | absolute error map (mean over channels), each (H, W, C) in [0, 1]."""
+    error = np.abs(np.asarray(original, dtype=np.float64) - np.asarray(reconstruction, dtype=np.float64)).mean(-1)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    _show(axes[0], original, "original")
+    _show(axes[1], reconstruction, "reconstruction")
+    im = _show(axes[2], error, "|error| (mean over channels)", cmap="inferno", vmin=0, vmax=max(error.max(), 1e-6))
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def curve_figure(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+                 xlabel: str, ylabel: str, title: str = "") -> Path:
+    """One line per named (x, y) curve, e.g. PSNR against training seconds for several samplers."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, marker=".", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
