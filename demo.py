@@ -1,6 +1,6 @@
 """The one-command demo: fit a bundled photo with SIREN + EVOS and show how good the fit is.
 
-    python demo.py            # scikit-image's astronaut at 256 px, about a minute on a 2-core CPU
+    python demo.py            # scikit-image's astronaut at 160 px, about a minute on a 2-core CPU
     python demo.py --paper    # the EVOS paper's setting (512 x 512, 5,000 steps): for a GPU
 
 Outputs (reconstruction, original | reconstruction | error figure, PSNR curve, metrics, checkpoint) go to

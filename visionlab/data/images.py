@@ -27,7 +27,6 @@ Shapes: H height, W width, C channels, N = H * W pixels.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.io import atomic_write
 
 # Only the photos that ship inside the scikit-image package: the others in skimage.data need a download (pooch).
 SAMPLE_IMAGES: tuple[str, ...] = (
@@ -163,17 +163,8 @@ def save_image(path: str | os.PathLike, values: torch.Tensor | np.ndarray) -> No
         raise DataError(f"cannot save {path}: the values contain NaN or infinity")
     pixels = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A reader (or a crash) never sees half a file: write next to the target, then rename over it in one step.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            Image.fromarray(pixels).save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # A reader (or a crash) never sees half a file: written next to the target, then renamed over it.
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
 
 
 def _read_file(path: Path) -> tuple[np.ndarray, int]:
