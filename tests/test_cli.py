@@ -106,3 +106,10 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert load_state(run)["step"] > state["step"]
+
+
+def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
+    assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "r"]) == 0
+    code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--steps", "10"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--steps" in err and "only --device, --threads and --quiet" in err

@@ -33,7 +33,11 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     if resume is not None:
         path = Path(resume)
         state = load_state(path)
-        overrides = {k: v for k, v in options.items() if k in ("device", "threads", "quiet") and v is not None}
+        fixed = sorted(k for k, v in options.items() if k not in ("device", "threads", "quiet") and v is not None)
+        if fixed or preset or image:
+            raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
+                              f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")
+        overrides = {k: v for k, v in options.items() if v is not None}
         config = from_dict(FitConfig, {**state["config"], **overrides})
         return fit_task.fit(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(FitConfig)})

@@ -7,15 +7,17 @@ result. A problem the user can fix is printed as one line, with exit status 2 an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from visionlab import __version__, api
 from visionlab.manager import FIT_PRESETS, fit_preset
 from visionlab.opt import FitConfig, add_options, config_from_args
-from visionlab.util.errors import VisionlabError
+from visionlab.util.errors import ConfigError, VisionlabError
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+RESUME_MAY_CHANGE = ("device", "threads", "quiet")  # options that do not change what a resumed run computes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,11 @@ def _describe(options: dict) -> str:
 
 def run_fit(args: argparse.Namespace) -> int:
     if args.resume:
+        fixed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(FitConfig)
+                 if getattr(args, f.name) is not None and f.name not in RESUME_MAY_CHANGE]
+        if fixed or args.preset:
+            raise ConfigError(f"--resume continues a run with its own options; only --device, --threads and --quiet "
+                              f"may change (got {', '.join(fixed or ['--preset'])})")
         summary = api.fit_run(resume=args.resume, device=args.device, threads=args.threads, quiet=args.quiet)
     else:
         config = config_from_args(FitConfig, args, base=fit_preset(args.preset))

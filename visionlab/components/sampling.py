@@ -73,7 +73,7 @@ GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as the EVOS code
 
 
 def grey255(values: torch.Tensor) -> torch.Tensor:
-    """(N, C) values in [-1, 1] -> (N,) grey level in 0-255 units (the mean for C < 3; alpha is ignored)."""
+    """(N, C) values in [-1, 1] -> (N,) grey level in 0-255 units (RGB(A): luma of RGB; 1 or 2 channels: mean)."""
     values = (values + 1.0) * 127.5
     if values.shape[1] >= 3:
         w = values.new_tensor(GREY_WEIGHTS)

@@ -41,7 +41,7 @@ class FitTrainer(Trainer):
 
     task = "fit"
 
-    def __init__(self, *, config: "FitConfig", image: ImageSignal, model: torch.nn.Module,
+    def __init__(self, *, config: "FitConfig", image: ImageSignal, target: torch.Tensor, model: torch.nn.Module,
                  transform: ValueTransform, sampler: Sampler, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
@@ -54,7 +54,7 @@ class FitTrainer(Trainer):
         self.scheduler = scheduler
         self.coords = coordinate_grid(image.height, image.width, device=device)  # (N, 2)
         self.original = image.flat().to(device)  # (N, C) in [0, 1]
-        self.target = transform(self.original)  # (N, C) in model space
+        self.target = target  # (N, C): transform(original), in model space
         self.pixels_trained = 0
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -153,7 +153,7 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
         # Exponential decay lr_t = lr * (lr_final / lr)^(t / T), reaching lr_final at the last step.
         rate = (config.lr_final / lr) ** (1.0 / config.steps)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=rate)
-    target = transform(image.flat()).to(device)
+    target = transform(image.flat().to(device))  # (N, C) in model space
     evos_options = dict(mutation_ratio=config.mutation_ratio, cfs_steps=config.cfs_steps)
     sampler = build_sampler(config.sampler, target=target, height=image.height, width=image.width,
                             total_steps=config.steps, ratio=config.ratio, scheduler=config.scheduler,
@@ -161,7 +161,7 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
     if run_dir is None:
         run_dir = new_run_dir(config.out, "fit", config.name or f"{image.name}-{config.model}-{config.sampler}")
         write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    return FitTrainer(config=config, image=image, model=model, transform=transform, sampler=sampler,
+    return FitTrainer(config=config, image=image, target=target, model=model, transform=transform, sampler=sampler,
                       optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device)
 
 
