@@ -15,11 +15,9 @@ from typing import Any, get_type_hints
 from visionlab.util.errors import ConfigError
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, short: str | None = None,
-           positional: bool = False) -> Any:
+def option(default: Any, help: str, *, choices: tuple | None = None, positional: bool = False) -> Any:
     """A dataclass field that also describes its command-line flag."""
-    return field(default=default, metadata={"help": help, "choices": choices, "short": short,
-                                            "positional": positional})
+    return field(default=default, metadata={"help": help, "choices": choices, "positional": positional})
 
 
 @dataclass
@@ -81,11 +79,46 @@ class FitConfig:
                 _positive(name, getattr(self, name))
         if self.cfs_steps < 0:
             raise ConfigError(f"cfs steps must be >= 0, got {self.cfs_steps}")
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        _check_choices(self)
         return self
+
+
+
+@dataclass
+class FeaturesConfig:
+    """Classify images with hand-made features and a classic learner (``visionlab features``)."""
+
+    data: str = option("digits", "built-in data set (digits, faces, textures) or a folder with one sub-folder of "
+                       "images per class")
+    extractor: str = option("hog", "features: hog, sift (keypoints), dense-sift (a grid) or surf",
+                            choices=("hog", "sift", "dense-sift", "surf"))
+    classifier: str = option("svm", "learner: svm (RBF kernel) or knn (k nearest neighbours)", choices=("svm", "knn"))
+    encoding: str = option("bow", "pooling of keypoint descriptors: bow (bag of visual words) or vlad",
+                           choices=("bow", "vlad"))
+    vocabulary: int = option(200, "visual words of the bag of words / VLAD (k-means clusters)")
+    grid_search: bool = option(False, "tune the classifier by 5-fold cross-validation on the training set")
+    compare: bool = option(False, "run every extractor with both classifiers on the data set; print one table")
+    image_size: str = option("64x64", "folders: every image is resized to HxW (grey)")
+    test_size: float = option(0.25, "fraction of each class held out for testing (stratified; textures have a "
+                              "fixed split)")
+    seed: int = option(0, "seed of the split, k-means and the SVM")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/features/NAME")
+    name: str | None = option(None, "run name (default: DATA-EXTRACTOR-CLASSIFIER, or DATA-compare)")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "FeaturesConfig":
+        _positive("vocabulary", self.vocabulary)
+        if not 0.0 < self.test_size < 1.0:
+            raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
+        _check_choices(self)
+        return self
+
+
+def _check_choices(config) -> None:
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        if choices and getattr(config, f.name) not in choices:
+            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(config, f.name)!r}")
 
 
 def _positive(name: str, value) -> None:
@@ -111,7 +144,7 @@ def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bo
             parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
                                 help=meta["help"] + default_text)
             continue
-        flags = [f"--{f.name.replace('_', '-')}"] + ([meta["short"]] if meta.get("short") else [])
+        flags = [f"--{f.name.replace('_', '-')}"]
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
         else:

@@ -64,3 +64,42 @@ def curve_figure(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def confusion_figure(path: str | os.PathLike, matrix: np.ndarray, class_names: Sequence[str], *,
+                     title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n))
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def overlay_figure(path: str | os.PathLike, panels: Sequence[dict], *, title: str = "") -> Path:
+    """A row of images, each ``{"image": (H, W), "title": str}`` with optional ``"circles": (K, 3)`` rows of
+    (x, y, radius) drawn on top (keypoints) or ``"overlay": (H, W)`` shown beside it (e.g. a HOG picture)."""
+    columns = sum(2 if "overlay" in p else 1 for p in panels)
+    fig, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 2.8), squeeze=False)
+    axes = iter(axes[0])
+    for panel in panels:
+        ax = next(axes)
+        _show(ax, panel["image"], panel.get("title", ""))
+        for x, y, r in panel.get("circles", ()):
+            ax.add_patch(plt.Circle((x, y), r, fill=False, color="yellow", linewidth=0.8))
+        if "overlay" in panel:
+            _show(next(axes), panel["overlay"], panel.get("overlay_title", ""), cmap="magma")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -1,0 +1,111 @@
+"""Hand-made features and classic learners: HOG, SIFT, dense SIFT, pooling, pipelines, and the features command."""
+
+import json
+
+import numpy as np
+import pytest
+from skimage.feature import hog
+
+import visionlab as vl
+from visionlab.cli import main
+from visionlab.components.features import HogFeatures, LocalFeatures, build_extractor
+from visionlab.data.datasets import digits, faces
+from visionlab.data.images import save_image
+from visionlab.models.classic import build_pipeline, load_pipeline, save_pipeline
+from visionlab.util.errors import ConfigError, DataError
+
+
+def test_hog_matches_scikit_image_and_its_length():
+    image = np.random.default_rng(0).random((32, 32))
+    features = HogFeatures().transform(image[None])
+    expected = hog(image, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm="L2-Hys")
+    assert features.shape == (1, 3 * 3 * 2 * 2 * 9) and np.allclose(features[0], expected, atol=1e-6)
+    assert HogFeatures().transform(digits().images[:2]).shape == (2, 324)  # 8 x 8 digits upscaled to 32 x 32
+
+
+def test_hog_svm_on_digits_reaches_99_3_percent():
+    train, test = digits().split(test_size=0.25, seed=0)
+    pipeline = build_pipeline(HogFeatures(), "svm").fit(train.images, train.labels)
+    assert pipeline.score(test.images, test.labels) >= 0.993
+
+
+def test_knn_learns_faces():
+    train, test = faces().split(test_size=0.25, seed=0)
+    pipeline = build_pipeline(HogFeatures(), "knn").fit(train.images, train.labels)
+    assert pipeline.score(test.images, test.labels) > 0.85
+
+
+def test_dense_sift_grid_and_descriptors():
+    extractor = LocalFeatures(detector="dense-sift", min_side=64, grid_step=8, patch_size=16)
+    xy, diameter, descriptors = extractor.keypoints_and_descriptors(np.random.default_rng(0).random((64, 64)))
+    assert len(xy) == 7 * 7 and descriptors.shape == (49, 128) and np.all(diameter == 16)
+    assert xy[:, 0].min() == 8 and xy[:, 0].max() == 56
+
+
+def test_sift_finds_keypoints_on_a_photo():
+    image = vl.load_image("camera", size=128).values.numpy()[..., 0]
+    xy, diameter, descriptors = LocalFeatures(detector="sift").keypoints_and_descriptors(image)
+    assert len(xy) > 20 and descriptors.shape == (len(xy), 128)
+
+
+@pytest.mark.parametrize("encoding", ["bow", "vlad"])
+def test_pooling_gives_one_normalised_vector_per_image(encoding):
+    images = digits().images[:60]
+    extractor = LocalFeatures(detector="dense-sift", encoding=encoding, vocabulary=16).fit(images)
+    features = extractor.transform(images[:5])
+    if encoding == "bow":
+        assert features.shape == (5, 16) and np.allclose(features.sum(1), 1)
+    else:
+        assert features.shape == (5, 16 * 128) and np.allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)
+
+
+def test_no_keypoints_anywhere_is_a_clear_error():
+    flat = np.full((4, 32, 32), 0.5, dtype=np.float32)  # nothing for a detector to find
+    with pytest.raises(DataError, match="sift found no keypoints in any of the 4 training images"):
+        LocalFeatures(detector="sift").fit(flat)
+
+
+def test_unknown_names():
+    with pytest.raises(ConfigError, match="unknown extractor"):
+        build_extractor("orb")
+    with pytest.raises(ConfigError, match="unknown classifier"):
+        build_pipeline(HogFeatures(), "forest")
+
+
+def test_saved_pipeline_round_trip_and_tamper_check(tmp_path):
+    train, test = faces().split(seed=0)
+    pipeline = build_pipeline(HogFeatures(), "svm").fit(train.images, train.labels)
+    path = save_pipeline(tmp_path / "p.joblib", pipeline, metadata={"class_names": train.class_names})
+    loaded = load_pipeline(path)
+    assert np.array_equal(loaded.predict(test.images), pipeline.predict(test.images))
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="does not match the digest"):
+        load_pipeline(path)
+
+
+def test_features_command_writes_its_outputs(tmp_path, capsys):
+    assert main(["features", "--data", "faces", "--extractor", "hog", "--classifier", "svm", "--out",
+                 str(tmp_path)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    run = tmp_path / "features" / "faces-hog-svm"
+    for name in ("config.yaml", "metrics.json", "summary.json", "confusion.png", "features.png",
+                 "pipeline.joblib", "pipeline.joblib.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9 and np.array(metrics["confusion"]).sum() == 50
+
+
+def test_features_command_on_a_folder_and_its_errors(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, value in (("dark", 0.2), ("bright", 0.8)):
+        for i in range(8):
+            save_image(tmp_path / "data" / name / f"{i}.png", np.clip(value + 0.1 * rng.random((24, 24, 1)), 0, 1))
+    assert main(["features", "--data", str(tmp_path / "data"), "--image-size", "32", "--out", str(tmp_path)]) == 0
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "single" / "only").mkdir(parents=True)
+    save_image(tmp_path / "single" / "only" / "a.png", rng.random((8, 8, 3)))
+    capsys.readouterr()
+    for data, message in ((tmp_path / "empty", "no class sub-folders"), (tmp_path / "single", "one class")):
+        assert main(["features", "--data", str(data), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
