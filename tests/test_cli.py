@@ -112,4 +112,4 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
     assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "r"]) == 0
     code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--steps", "10"])
     err = capsys.readouterr().err
-    assert code == 2 and "--steps" in err and "only --device, --threads and --quiet" in err
+    assert code == 2 and "(got steps)" in err and "only device, threads and quiet may change" in err

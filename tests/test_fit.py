@@ -98,6 +98,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
                    **TINY)
     state = load_state(tmp_path / "fit" / "nan")
     assert state["step"] == 10 and all(torch.isfinite(v).all() for v in state["model"].values())
+    summary = json.loads((tmp_path / "fit" / "nan" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "loss became nan" in summary["error"]
 
 
 def test_resume_refuses_a_changed_image(tmp_path):

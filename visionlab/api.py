@@ -14,6 +14,8 @@ from visionlab.opt import FeaturesConfig, FitConfig, from_dict
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
+RESUME_MAY_CHANGE = ("device", "threads", "quiet")  # options that do not change what a resumed run computes
+
 
 def fit(image: str | None = None, *, preset: str | None = None, resume: str | Path | None = None,
         callbacks=(), **options) -> dict:
@@ -38,7 +40,7 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     if resume is not None:
         path = Path(resume)
         state = load_state(path)
-        fixed = sorted(k for k, v in options.items() if k not in ("device", "threads", "quiet") and v is not None)
+        fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
         if fixed or preset or image:
             raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
                               f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")

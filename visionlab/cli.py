@@ -13,11 +13,10 @@ import sys
 from visionlab import __version__, api
 from visionlab.manager import FIT_PRESETS, fit_preset
 from visionlab.opt import FeaturesConfig, FitConfig, add_options, config_from_args
-from visionlab.util.errors import ConfigError, VisionlabError
+from visionlab.util.errors import VisionlabError
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-RESUME_MAY_CHANGE = ("device", "threads", "quiet")  # options that do not change what a resumed run computes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,13 +67,9 @@ def _describe(options: dict) -> str:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    if args.resume:
-        fixed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(FitConfig)
-                 if getattr(args, f.name) is not None and f.name not in RESUME_MAY_CHANGE]
-        if fixed or args.preset:
-            raise ConfigError(f"--resume continues a run with its own options; only --device, --threads and --quiet "
-                              f"may change (got {', '.join(fixed or ['--preset'])})")
-        summary = api.fit_run(resume=args.resume, device=args.device, threads=args.threads, quiet=args.quiet)
+    if args.resume:  # the API refuses options that would change the resumed run
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)}
+        summary = api.fit_run(resume=args.resume, preset=args.preset, **given)
     else:
         config = config_from_args(FitConfig, args, base=fit_preset(args.preset))
         summary = api.fit_run(**vars(config))

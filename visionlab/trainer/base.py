@@ -156,6 +156,10 @@ class Trainer:
                 if self._stop_requested and self.step < self.total_steps:
                     status = "interrupted"
                     break
+        except TrainingError as error:  # the run folder says why it stopped; the last checkpoint stays as it was
+            write_json(self.run_dir / "summary.json", {"task": self.task, "status": "failed", "error": str(error),
+                                                       "step": self.step, "version": __version__})
+            raise
         finally:
             bar.close()
             restore()
