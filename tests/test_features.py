@@ -109,3 +109,12 @@ def test_features_command_on_a_folder_and_its_errors(tmp_path, capsys):
         assert main(["features", "--data", str(data), "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_features_command_with_no_keypoints_anywhere_exits_2(tmp_path, capsys):
+    for name in ("a", "b"):
+        for i in range(4):
+            save_image(tmp_path / "flat" / name / f"{i}.png", np.full((32, 32, 1), 0.5))
+    assert main(["features", "--data", str(tmp_path / "flat"), "--extractor", "sift", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "found no keypoints in any of the 6 training images" in err and len(err.strip().splitlines()) == 1
