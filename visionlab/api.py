@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from visionlab.manager import fit_preset
-from visionlab.opt import FeaturesConfig, FitConfig, from_dict
+from visionlab.opt import FeaturesConfig, FitConfig, ShapesConfig, from_dict
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
@@ -77,3 +77,63 @@ def _check_options(cls, options: dict) -> None:
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+
+
+# What each hooked module does, in the words of the notes' shape walk-through.
+SHAPE_STEPS = {
+    "patch_embed.proj": "patch embedding: conv, kernel = stride = patch size, D output channels",
+    "patch_embed.flatten": "flatten the patch grid: L = number of patches",
+    "patch_embed.transpose": "transpose to tokens (B, L, D)",
+    "cls_token": "prepend the [CLS] token: L + 1",
+    "pos_embed": "+ positional embedding (same shape)",
+    "encoder.blocks": "transformer block",
+    "encoder.norm": "LayerNorm",
+    "spatial_pool": "one vector per time index (its [CLS])",
+    "temporal_cls_token": "prepend the temporal [CLS]",
+    "temporal_pos_embed": "+ temporal positional embedding",
+    "temporal_encoder.blocks": "temporal transformer block",
+    "temporal_encoder.norm": "LayerNorm",
+    "pool": "pool: the [CLS] token (token 0) or the mean of the tokens",
+    "head": "linear head -> class scores",
+}
+
+
+def shapes(model: str = "vit", **options) -> str:
+    """Each step's tensor shape through a ViT or ViViT, recorded by forward hooks on PyTorch's meta device
+    (instant and memory-free at any size); returns the table that ``visionlab shapes`` prints.
+
+    >>> print(vl.shapes("vit", preset="B", image_size=224, patch_size=16))  # doctest: +SKIP
+    (1, 3, 224, 224)  input
+    (1, 768, 14, 14)  <- patch embedding: conv, kernel = stride = patch size, D output channels
+    ...
+    """
+    import torch
+
+    from visionlab.models.vit import ViT, vit_config
+    from visionlab.models.vivit import ViViT, vivit_config
+    from visionlab.util.shapes import format_steps, trace_shapes
+
+    _check_options(ShapesConfig, options)
+    o = ShapesConfig(model=model, **options)
+    preset, image_size, patch_size, channels = o.preset, o.image_size, o.patch_size, o.channels
+    frames, tubelet, vivit_model = o.frames, o.tubelet, o.vivit_model
+    sizes = {} if o.num_classes is None else {"num_classes": o.num_classes}
+    if model == "vit":
+        config = vit_config(preset, image_size=image_size, in_channels=channels,
+                            **({"patch_size": patch_size} if patch_size else {}), **sizes)
+        with torch.device("meta"):
+            network = ViT(config=config)
+        inputs = torch.empty(1, channels, image_size, image_size, device="meta")  # (B, C, H, W)
+    elif model == "vivit":
+        t, p = (tubelet[0], tubelet[1]) if tubelet else (2, patch_size or 16)
+        if tubelet and tubelet[1] != tubelet[2]:
+            raise ConfigError(f"tubelets have square patches: got h = {tubelet[1]}, w = {tubelet[2]}")
+        config = vivit_config(preset, model=vivit_model, image_size=image_size, num_frames=frames, tubelet_time=t,
+                              patch_size=p, in_channels=channels, **sizes)
+        with torch.device("meta"):
+            network = ViViT(config=config)
+        inputs = torch.empty(1, channels, frames, image_size, image_size, device="meta")  # (B, C, T, H, W)
+    else:
+        raise ConfigError(f"shapes knows vit and vivit, not {model!r}")
+    steps = trace_shapes(network, inputs, list(SHAPE_STEPS))
+    return format_steps(steps, SHAPE_STEPS)

@@ -12,7 +12,7 @@ import sys
 
 from visionlab import __version__, api
 from visionlab.manager import FIT_PRESETS, fit_preset
-from visionlab.opt import FeaturesConfig, FitConfig, add_options, config_from_args
+from visionlab.opt import FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
 from visionlab.util.errors import VisionlabError
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -47,7 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "both classifiers and prints one table.")
     add_options(features, FeaturesConfig)
     features.set_defaults(handler=run_features)
+
+    shapes = commands.add_parser(
+        "shapes", help="print each step's tensor shape through a ViT or ViViT",
+        description="Run a ViT or ViViT once (on PyTorch's meta device: instant at any size) and print the shape "
+                    "after every step: patches, flatten, transpose, [CLS], positional embedding, blocks, head. "
+                    "Example: visionlab shapes vivit --frames 16 --tubelet 2 16 16")
+    add_options(shapes, ShapesConfig, positional_optional=True)
+    shapes.set_defaults(handler=run_shapes)
     return parser
+
+
+def run_shapes(args: argparse.Namespace) -> int:
+    config = config_from_args(ShapesConfig, args)
+    print(api.shapes(**vars(config)))
+    return 0
 
 
 def run_features(args: argparse.Namespace) -> int:

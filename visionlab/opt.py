@@ -114,6 +114,23 @@ class FeaturesConfig:
         return self
 
 
+
+@dataclass
+class ShapesConfig:
+    """Print each step's tensor shape through a model (``visionlab shapes``), as the notes derive it by hand."""
+
+    model: str = option("vit", "vit or vivit", choices=("vit", "vivit"), positional=True)
+    preset: str = option("B", "model size: tiny, Ti, S, B, L or H (ViViT: tiny, B, L, H)")
+    image_size: int = option(224, "input height = width in pixels")
+    patch_size: int | None = option(None, "patch size P (default: the preset's, 16; H: 14)")
+    frames: int = option(16, "ViViT: frames T of the input video")
+    tubelet: tuple[int, int, int] | None = option(None, "ViViT: tubelet size t h w (default 2 P P)")
+    vivit_model: int = option(1, "ViViT model: 1 spatio-temporal, 2 factorised encoder, 3 factorised "
+                              "self-attention, 4 factorised dot-product", choices=(1, 2, 3, 4))
+    channels: int = option(3, "input channels C")
+    num_classes: int | None = option(None, "classes of the head (default: the preset's, 1000 / 400)")
+
+
 def _check_choices(config) -> None:
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
@@ -142,11 +159,14 @@ def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bo
         default_text = "" if f.default is None else f" (default: {f.default})"
         if meta.get("positional"):
             parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
-                                help=meta["help"] + default_text)
+                                choices=meta.get("choices"), help=meta["help"] + default_text)
             continue
         flags = [f"--{f.name.replace('_', '-')}"]
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
+        elif getattr(kind, "__origin__", None) is tuple:  # tuple[int, int, int] -> three values after the flag
+            parser.add_argument(*flags, dest=f.name, type=kind.__args__[0], nargs=len(kind.__args__), default=None,
+                                metavar=f.name.upper(), help=meta["help"] + default_text)
         else:
             parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
                                 metavar=f.name.upper() if not meta.get("choices") else None,
