@@ -1,4 +1,9 @@
-"""Data: built-in data sets and loaders for users' own files."""
+"""Data: built-in data sets and loaders for users' own files.
+
+Only the image loader is imported here (``import visionlab`` stays light); the others are in their modules:
+``datasets`` (digits, faces, textures, class folders), ``formats`` (MNIST IDX, CIFAR batches, .npz) and ``video``
+(moving digits, clip folders).
+"""
 
 from visionlab.data.images import (
     SAMPLE_IMAGES,
