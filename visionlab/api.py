@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from visionlab.manager import fit_preset
-from visionlab.opt import FeaturesConfig, FitConfig, ShapesConfig, from_dict
+from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, from_dict
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
@@ -38,21 +38,40 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     from visionlab.trainer import fit as fit_task
 
     if resume is not None:
-        path = Path(resume)
-        state = load_state(path)
-        fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
-        if fixed or preset or image:
-            raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
-                              f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")
-        overrides = {k: v for k, v in options.items() if v is not None}
-        config = from_dict(FitConfig, {**state["config"], **overrides})
-        return fit_task.fit(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
+        return _resume(FitConfig, fit_task.fit, resume, image=image, preset=preset, callbacks=callbacks, **options)
     _check_options(FitConfig, options)
     values = fit_preset(preset)
     if image is not None:
         values["image"] = image
     values.update(options)
     return fit_task.fit(FitConfig(**values), callbacks=callbacks)
+
+
+def train(model: str = "vit", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+    """Train a ViT (images) or ViViT (videos) classifier; return the run summary (``metrics``: test accuracy,
+    best accuracy, seconds per epoch, ...). ``options`` are the fields of :class:`visionlab.opt.ClassifyConfig`.
+
+    >>> vl.train("vit", data="digits", epochs=5)["metrics"]["accuracy"]  # doctest: +SKIP
+    """
+    from visionlab.trainer import classify as classify_task
+
+    if resume is not None:
+        return _resume(ClassifyConfig, classify_task.train, resume, callbacks=callbacks, **options)
+    _check_options(ClassifyConfig, options)
+    return classify_task.train(ClassifyConfig(model=model, **options), callbacks=callbacks)
+
+
+def _resume(config_cls, task, resume: str | Path, *, callbacks=(), image=None, preset=None, **options) -> dict:
+    """Continue the run in folder (or checkpoint) ``resume`` with its own config."""
+    path = Path(resume)
+    state = load_state(path)
+    fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
+    if fixed or preset or image:
+        raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
+                          f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")
+    overrides = {k: v for k, v in options.items() if v is not None}
+    config = from_dict(config_cls, {**state["config"], **overrides})
+    return task(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
 
 
 def features(data: str = "digits", *, extractor: str = "hog", classifier: str = "svm", **options) -> dict:
@@ -137,3 +156,13 @@ def shapes(model: str = "vit", **options) -> str:
         raise ConfigError(f"shapes knows vit and vivit, not {model!r}")
     steps = trace_shapes(network, inputs, list(SHAPE_STEPS))
     return format_steps(steps, SHAPE_STEPS)
+
+
+def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
+    """Classify image files (a ViT run) or clips (a ViViT run) with the model of run folder ``run``:
+    ``[{"file", "class", "probability"}, ...]``."""
+    from visionlab.trainer import classify as classify_task
+
+    if not files:
+        raise ConfigError("no files to predict")
+    return classify_task.predict_files(run, list(files), device=device)

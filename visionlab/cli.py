@@ -12,7 +12,7 @@ import sys
 
 from visionlab import __version__, api
 from visionlab.manager import FIT_PRESETS, fit_preset
-from visionlab.opt import FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
+from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
 from visionlab.util.errors import VisionlabError
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -48,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(features, FeaturesConfig)
     features.set_defaults(handler=run_features)
 
+    train = commands.add_parser(
+        "train", help="train a ViT (images) or ViViT (videos) classifier",
+        description="Train a Vision Transformer on images or a Video Vision Transformer on clips: AdamW, warm-up "
+                    "then cosine, label smoothing, optional EMA and bf16. Writes accuracy curves, the confusion "
+                    "matrix, the best and final weights and metrics to OUT/classify/NAME.")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped")
+    add_options(train, ClassifyConfig, positional_optional=True)
+    train.set_defaults(handler=run_train)
+
+    predict = commands.add_parser(
+        "predict", help="classify files with a trained run",
+        description="Classify image files (a ViT run) or clips (.npy arrays or folders of frames; a ViViT run) with "
+                    "the weights of a run folder written by 'visionlab train'.")
+    predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors)")
+    predict.add_argument("files", nargs="+", help="images or clips")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    predict.set_defaults(handler=run_predict)
+
     shapes = commands.add_parser(
         "shapes", help="print each step's tensor shape through a ViT or ViViT",
         description="Run a ViT or ViViT once (on PyTorch's meta device: instant at any size) and print the shape "
@@ -56,6 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(shapes, ShapesConfig, positional_optional=True)
     shapes.set_defaults(handler=run_shapes)
     return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifyConfig) if f.name != "model"}
+        summary = api.train(resume=args.resume, **given)
+    else:
+        summary = api.train(**vars(config_from_args(ClassifyConfig, args)))
+    m = summary["metrics"]
+    print(f"test accuracy {m['accuracy']:.2%} (best {m['best_accuracy']:.2%} at epoch {m['best_epoch']}), "
+          f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
+    if summary["status"] == "interrupted":
+        print(f"interrupted; continue with: visionlab train --resume {summary['run_dir']}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    for row in api.predict(args.run, args.files, device=args.device):
+        print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
+    return 0
 
 
 def run_shapes(args: argparse.Namespace) -> int:

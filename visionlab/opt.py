@@ -115,6 +115,62 @@ class FeaturesConfig:
 
 
 
+
+@dataclass
+class ClassifyConfig:
+    """Train a classifier (ViT on images, ViViT on videos) (``visionlab train``)."""
+
+    model: str = option("vit", "vit (images) or vivit (videos)", choices=("vit", "vivit"), positional=True)
+    data: str = option("digits", "digits, faces, textures, moving-digits, or a path: a folder of class sub-folders "
+                       "(images, or videos as .npy / frame folders with --video), MNIST IDX or CIFAR files, .npz")
+    video: bool = option(False, "read a folder as videos (implied by vivit)")
+    preset: str = option("tiny", "model size: tiny, or a paper size (Ti, S, B, L, H); see also the recipes in "
+                         "manager.py")
+    image_size: int | None = option(None, "resize images / frames to this size first (default: as stored; "
+                                    "videos: 32)")
+    patch_size: int | None = option(None, "patch size P (default: the preset's)")
+    frames: int = option(16, "videos: frames per clip T (clips with fewer are refused)")
+    vivit_model: int = option(2, "ViViT model: 1 spatio-temporal, 2 factorised encoder, 3 factorised "
+                              "self-attention, 4 factorised dot-product", choices=(1, 2, 3, 4))
+    dim: int | None = option(None, "token width D (default: the preset's)")
+    depth: int | None = option(None, "transformer blocks (default: the preset's)")
+    num_heads: int | None = option(None, "attention heads (default: the preset's)")
+    pool: str | None = option(None, "cls ([CLS] token) or mean (average of the tokens)", choices=(None, "cls",
+                                                                                                 "mean"))
+    epochs: int = option(30, "passes over the training set")
+    batch_size: int = option(64, "examples per optimiser step")
+    lr: float = option(1e-3, "peak AdamW learning rate (after warm-up, then cosine decay to 0)")
+    weight_decay: float = option(0.05, "AdamW weight decay")
+    warmup_epochs: float = option(2.0, "linear warm-up of the learning rate, in epochs")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
+    augment: bool = option(False, "random translations of up to 1/8 of the size (never flips: digits)")
+    ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. "
+                               "0.999) and evaluate with it")
+    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs that support it, else off), bf16 or off",
+                      choices=("auto", "bf16", "off"))
+    test_size: float = option(0.25, "fraction held out when the data has no fixed split (stratified)")
+    seed: int = option(0, "seed of the split, the weights and the batches")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    checkpoint_every: int | None = option(None, "write the training checkpoint every this many steps (default: "
+                                          "every epoch)")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/classify/NAME")
+    name: str | None = option(None, "run name (default: DATA-MODEL)")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "ClassifyConfig":
+        for name in ("epochs", "batch_size", "lr", "frames"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ConfigError(f"ema decay must be in (0, 1), got {self.ema}")
+        if not 0.0 < self.test_size < 1.0:
+            raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
+        _check_choices(self)
+        return self
+
+
 @dataclass
 class ShapesConfig:
     """Print each step's tensor shape through a model (``visionlab shapes``), as the notes derive it by hand."""

@@ -246,6 +246,18 @@ def video_folder(root: str | Path, *, frames: int = 16, size: int | tuple[int, i
                         list(found), None, sources)
 
 
+def read_clip(path: str | Path, *, frames: int, size: tuple[int, int], channels: int = 1) -> np.ndarray:
+    """One clip (a ``.npy`` array or a folder of frame images) as (T, H, W, C) float32, sampled and resized as
+    :func:`video_folder` does for training (too few frames is an error)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such clip: {path}")
+    clip = _read_frames(path, frames, channels) if path.is_dir() else _read_npy(path, frames, channels)
+    if clip.shape[1:3] != tuple(size):
+        clip = np.clip(resize(clip, (frames, *size, channels), anti_aliasing=True), 0, 1)
+    return clip.astype(np.float32)
+
+
 def load_videos(name: str, *, frames: int = 16, size: int = 32, seed: int = 0) -> VideoDataset:
     """``"moving-digits"`` (built in) or a folder of class sub-folders of clips."""
     if name == "moving-digits":

@@ -1,0 +1,109 @@
+"""The classify task: ViT / ViViT training end to end, exact resume, predict and its errors."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import visionlab as vl
+from visionlab.cli import main
+from visionlab.data.images import save_image
+from visionlab.trainer.classify import random_translate
+
+FAST = dict(preset="tiny", image_size=8, patch_size=2, pool="mean", lr=3e-3, warmup_epochs=0.5, batch_size=32,
+            quiet=True)
+
+
+def bars(path, n=400, size=8, seed=0):
+    """A tiny task: a horizontal (class 0) or vertical (class 1) bar at a random place, on noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, size, size)).astype(np.float32) * 0.3
+    labels = rng.integers(0, 2, n)
+    where = rng.integers(0, size, n)
+    for i in range(n):
+        if labels[i] == 0:
+            images[i, where[i], :] = 1.0
+        else:
+            images[i, :, where[i]] = 1.0
+    np.savez(path, images=images, labels=labels, class_names=np.array(["horizontal", "vertical"]))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def bars_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return vl.train("vit", data=bars(out / "bars.npz"), epochs=10, out=str(out), name="bars", **FAST)
+
+
+def test_vit_learns_a_tiny_task_and_writes_its_outputs(bars_run):
+    m = bars_run["metrics"]
+    assert m["accuracy"] >= 0.9 and m["best_accuracy"] >= m["accuracy"] - 1e-9  # chance is 0.5
+    run = bars_run["run_dir"]
+    for name in ("config.yaml", "metrics.jsonl", "metrics.json", "summary.json", "checkpoint.pt", "model.safetensors",
+                 "best.safetensors", "model.json", "confusion.png", "curves.png"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    log = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+    assert len(log) == 10 and all("accuracy" in r for r in log)  # one evaluation per epoch
+    assert np.array(json.load(open(os.path.join(run, "metrics.json")))["confusion"]).sum() == 100
+
+
+def test_interrupted_and_resumed_training_matches_bit_for_bit(tmp_path):
+    options = dict(FAST, data="digits", epochs=2, augment=True, ema=0.9, out=str(tmp_path))
+    straight = vl.train("vit", name="straight", **options)
+
+    def ctrl_c(trainer):
+        if trainer.step == 13:  # mid-epoch
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = vl.train("vit", name="stopped", callbacks=[ctrl_c], checkpoint_every=5, **options)
+    assert stopped["status"] == "interrupted" and stopped["step"] == 13
+    resumed = vl.train(resume=stopped["run_dir"], quiet=True)
+    a = load_file(os.path.join(straight["run_dir"], "model.safetensors"))
+    b = load_file(os.path.join(resumed["run_dir"], "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_random_translate_moves_content_and_keeps_video_frames_together():
+    x = torch.zeros(4, 1, 3, 16, 16)
+    x[..., 6:10, 6:10] = 1.0
+    moved = random_translate(x, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and not torch.allclose(moved, x)
+    assert torch.allclose(moved[:, :, 0], moved[:, :, 1]) and torch.allclose(moved[:, :, 1], moved[:, :, 2])
+
+
+def test_predict_images_and_errors(bars_run, tmp_path, capsys):
+    horizontal, vertical = np.zeros((8, 8, 1)), np.zeros((8, 8, 1))
+    horizontal[3, :] = vertical[:, 5] = 1.0
+    save_image(tmp_path / "d0.png", horizontal)
+    save_image(tmp_path / "d1.png", vertical)
+    rows = vl.predict(bars_run["run_dir"], [str(tmp_path / "d0.png"), str(tmp_path / "d1.png")])
+    assert [r["class"] for r in rows] == ["horizontal", "vertical"] and all(0.5 < r["probability"] <= 1 for r in rows)
+    assert main(["predict", bars_run["run_dir"], str(tmp_path / "d0.png")]) == 0
+    assert "d0.png" in capsys.readouterr().out
+    save_image(tmp_path / "rgb.png", np.random.default_rng(0).random((8, 8, 3)))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    for file, message in ((tmp_path / "rgb.png", "3 channel(s), but the model reads 1"),
+                          (tmp_path / "broken.png", "broken.png"), (tmp_path / "missing.png", "missing.png")):
+        assert main(["predict", bars_run["run_dir"], str(file)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_vivit_trains_on_moving_digits_and_refuses_short_clips(tmp_path, capsys):
+    summary = vl.train("vivit", data="moving-digits", epochs=1, frames=4, image_size=16, vivit_model=2,
+                       out=str(tmp_path), name="video", **{k: v for k, v in FAST.items() if k != "image_size"})
+    assert summary["status"] == "finished" and 0 <= summary["metrics"]["accuracy"] <= 1
+    np.save(tmp_path / "short.npy", np.zeros((2, 16, 16), dtype=np.float32))
+    assert main(["predict", summary["run_dir"], str(tmp_path / "short.npy")]) == 2
+    assert "has 2 frames, needs at least 4" in capsys.readouterr().err
+    np.save(tmp_path / "ok.npy", np.zeros((6, 20, 20), dtype=np.float32))
+    assert main(["predict", summary["run_dir"], str(tmp_path / "ok.npy")]) == 0
+
+
+def test_train_rejects_bad_options(capsys):
+    assert main(["train", "vit", "--epochs", "0"]) == 2
+    assert "epochs must be > 0" in capsys.readouterr().err

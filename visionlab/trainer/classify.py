@@ -1,0 +1,263 @@
+"""Training a classifier: ViT on images, ViViT on videos (the ``classify`` task).
+
+Data flow (design.md): data set -> (N, C, H, W) or (N, C, T, H, W) tensors -> seeded shuffled batches (optionally
+translated at random) -> ViT / ViViT -> cross-entropy with label smoothing -> AdamW with linear warm-up then cosine
+decay -> (EMA of the weights) -> test accuracy every epoch, the best weights kept -> confusion matrix and curves.
+
+The batch order and the augmentation of step t come from generators seeded with (seed, epoch) and (seed, t), so a
+resumed run draws exactly what an uninterrupted one would. Mixed precision is bf16 autocast, used by default only on
+GPUs that support it (on CPUs it is usually slower; fp16 would need a gradient scaler). A run folder holds
+``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, ``model.safetensors`` (final, or EMA, weights),
+``best.safetensors``, ``model.json`` (what ``visionlab predict`` needs), ``confusion.png``, ``curves.png``,
+``metrics.json`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import classification_report, confusion_matrix
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from visionlab.components.losses import cross_entropy
+from visionlab.data.classification import ClassificationData, classification_data
+from visionlab.models.vit import ViT, vit_config
+from visionlab.models.vivit import ViViT, vivit_config
+from visionlab.trainer.base import Trainer
+from visionlab.util.checkpoint import save_weights
+from visionlab.util.device import pick_device
+from visionlab.util.errors import DataError
+from visionlab.util.io import new_run_dir, write_json, write_yaml
+from visionlab.util.plots import confusion_figure, curve_figure
+from visionlab.util.seed import seed_everything
+
+if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
+    from visionlab.opt import ClassifyConfig
+
+
+def build_model(config: "ClassifyConfig", sample_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """A ViT for (C, H, W) samples or a ViViT for (C, T, H, W) samples, from the preset and the overrides."""
+    overrides = {k: getattr(config, k) for k in ("patch_size", "dim", "depth", "num_heads", "pool")
+                 if getattr(config, k) is not None}
+    if config.dim is not None:
+        overrides["mlp_dim"] = 4 * config.dim  # the usual MLP ratio
+    if config.model == "vit":
+        c, h, w = sample_shape
+        return ViT(config=vit_config(config.preset, image_size=(h, w), in_channels=c, num_classes=num_classes,
+                                     **overrides))
+    c, t, h, w = sample_shape
+    return ViViT(config=vivit_config(config.preset, model=config.vivit_model, image_size=(h, w), num_frames=t,
+                                     in_channels=c, num_classes=num_classes, **overrides))
+
+
+def random_translate(x: torch.Tensor, generator: torch.Generator, *, fraction: float = 0.125) -> torch.Tensor:
+    """Shift each example by up to ``fraction`` of its size (zeros fill in); a video's frames move together."""
+    b = x.shape[0]
+    flat = x.reshape(b, -1, *x.shape[-2:])  # (B, C [* T], H, W)
+    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * 2 * fraction  # in [-1, 1] grid units
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(x), list(flat.shape), align_corners=False)
+    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(x.shape)
+
+
+class ClassifyTrainer(Trainer):
+    """Trains a ViT / ViViT on tensors of images or clips."""
+
+    task = "classify"
+
+    def __init__(self, *, config: "ClassifyConfig", data: ClassificationData, model: torch.nn.Module,
+                 run_dir: Path, device: torch.device):
+        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
+        total = config.epochs * self.steps_per_epoch
+        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
+                         eval_every=self.steps_per_epoch,
+                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet)
+        self.data = data
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        warmup = max(1, round(config.warmup_epochs * self.steps_per_epoch))
+        # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
+        schedule = lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(  # noqa: E731
+            math.pi * (t - warmup) / max(1, total - warmup)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        # EMA of the parameters only (users.md #11: averaging buffers gave black samples elsewhere).
+        self.ema = None if config.ema is None else AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
+        self.autocast = self._autocast(config.amp)
+        self.best = {"accuracy": -1.0, "epoch": 0}
+
+    def _autocast(self, amp: str):
+        bf16 = amp == "bf16" or (amp == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported())
+        if bf16:
+            return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + epoch))
+        return order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        index = self.batch(step)
+        x, y = self.data.train_x[index], self.data.train_y[index]
+        if self.config.augment:
+            x = random_translate(x, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits = self.model(x)  # (B, K)
+        loss = cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        self.check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"], "epoch": step // self.steps_per_epoch}
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+        """(N, ...) -> (N,) predicted classes of the evaluation model (EMA if kept)."""
+        model = self.eval_model.eval()
+        out = []
+        for i in range(0, len(x), batch_size):
+            with self.autocast():
+                out.append(model(x[i:i + batch_size].to(self.device)).argmax(dim=1).cpu())
+        self.model.train()
+        return torch.cat(out)
+
+    def evaluate(self) -> dict[str, float]:
+        predicted = self.predict(self.data.test_x)
+        accuracy = (predicted == self.data.test_y).float().mean().item()
+        epoch = math.ceil(self.step / self.steps_per_epoch)
+        if accuracy > self.best["accuracy"]:
+            self.best = {"accuracy": accuracy, "epoch": epoch}
+            save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict())
+        return {"accuracy": accuracy, "best_accuracy": self.best["accuracy"]}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best": self.best,
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "class_names": self.data.class_names}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.best = dict(state["best"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def finish(self, status: str) -> dict:
+        predicted = self.predict(self.data.test_x)
+        truth = self.data.test_y
+        names = self.data.class_names
+        accuracy = (predicted == truth).float().mean().item()
+        labels = list(range(len(names)))
+        matrix = confusion_matrix(truth, predicted, labels=labels)
+        title = f"{self.data.name}: {self.config.model}, accuracy {accuracy:.2%}"
+        confusion_figure(self.run_dir / "confusion.png", matrix, names, title=title)
+        epochs = [r["step"] / self.steps_per_epoch for r in self.history]
+        curve_figure(self.run_dir / "curves.png", {
+            "test accuracy": (epochs, [r["accuracy"] for r in self.history]),
+            "train loss (last batch)": (epochs, [r["loss"] for r in self.history])},
+            xlabel="epoch", ylabel="accuracy / loss", title=title)
+        save_weights(self.run_dir / "model.safetensors", self.eval_model.state_dict())
+        write_json(self.run_dir / "model.json", {
+            "model": self.config.model, "model_config": dataclasses.asdict(self.model.config),
+            "class_names": names, "sample_shape": list(self.data.sample_shape)})
+        epochs_done = self.step / self.steps_per_epoch
+        metrics = {"accuracy": accuracy, "best_accuracy": self.best["accuracy"], "best_epoch": self.best["epoch"],
+                   "epochs": epochs_done, "train_seconds": self.train_seconds,
+                   "seconds_per_epoch": self.train_seconds / max(epochs_done, 1e-9),
+                   "parameters": sum(p.numel() for p in self.model.parameters()),
+                   "train_examples": len(self.data.train_y), "test_examples": len(truth), "status": status,
+                   "report": classification_report(truth, predicted, labels=labels, target_names=names,
+                                                   output_dict=True, zero_division=0),
+                   "confusion": matrix}
+        write_json(self.run_dir / "metrics.json", metrics)
+        return {k: v for k, v in metrics.items() if k not in ("report", "confusion")}
+
+
+def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> ClassifyTrainer:
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    data = classification_data(config.data, video=config.video or config.model == "vivit",
+                               image_size=config.image_size, frames=config.frames, seed=config.seed,
+                               test_size=config.test_size)
+    model = build_model(config, data.sample_shape, len(data.class_names)).to(device)
+    if run_dir is None:
+        run_dir = new_run_dir(config.out, "classify", config.name or f"{data.name}-{config.model}")
+        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+    return ClassifyTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device)
+
+
+def train(config: "ClassifyConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+    """Train a classifier; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
+    trainer = build_classify(config, run_dir=resume[1] if resume else None)
+    trainer.callbacks.extend(callbacks)
+    if resume:
+        trainer.resume(resume[0])
+    return trainer.train()
+
+
+def load_classifier(run: str | Path, *, device: str = "auto") -> tuple[torch.nn.Module, dict]:
+    """The trained model of run folder ``run`` (its ``model.safetensors``) and its ``model.json`` record."""
+    from visionlab.models.vit import ViTConfig
+    from visionlab.models.vivit import ViViTConfig
+    from visionlab.util.checkpoint import load_weights
+    from visionlab.util.io import read_json
+
+    run = Path(run)
+    if not (run / "model.json").is_file():
+        raise DataError(f"{run} is not a finished classify run (no model.json); train one with 'visionlab train'")
+    info = read_json(run / "model.json")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in info["model_config"].items()}
+    model = ViT(config=ViTConfig(**fields)) if info["model"] == "vit" else ViViT(config=ViViTConfig(**fields))
+    model.load_state_dict(load_weights(run))
+    return model.to(pick_device(device)).eval(), info
+
+
+@torch.no_grad()
+def predict_files(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
+    """Class and probability for each image (ViT runs) or clip (ViViT runs: ``.npy`` or a folder of frames)."""
+    from visionlab.data.images import load_image
+    from visionlab.data.video import read_clip
+
+    model, info = load_classifier(run, device=device)
+    shape = info["sample_shape"]  # (C, H, W) or (C, T, H, W)
+    rows = []
+    for file in files:
+        if info["model"] == "vit":
+            values = load_image(file).values  # (H, W, C), checked and decoded
+            c = values.shape[2] - (1 if values.shape[2] in (2, 4) else 0)  # alpha is not content
+            if c != shape[0]:
+                raise DataError(f"{file}: {c} channel(s), but the model reads {shape[0]} "
+                                f"({'grey' if shape[0] == 1 else 'RGB'})")
+            x = values[..., :c].permute(2, 0, 1)[None]  # (1, C, H, W)
+            x = F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", antialias=True, align_corners=False)
+        else:
+            clip = torch.from_numpy(read_clip(file, frames=shape[1], size=tuple(shape[2:]), channels=shape[0]))
+            x = clip.permute(3, 0, 1, 2)[None]  # (T, H, W, C) -> (1, C, T, H, W)
+        device_of = next(model.parameters()).device
+        probabilities = torch.softmax(model(x.clamp(0, 1).to(device_of)).float(), dim=1)[0]  # (K,)
+        k = int(probabilities.argmax())
+        rows.append({"file": str(file), "class": info["class_names"][k], "probability": float(probabilities[k])})
+    return rows
