@@ -10,7 +10,7 @@ Interpreter mode::
 Script mode: ``visionlab fit coffee --steps 300`` (or ``python -m visionlab``, ``python main.py``).
 """
 
-__version__ = "0.1.0"
+from visionlab.util.version import __version__  # noqa: E402
 
 from visionlab.api import features, fit, fit_run, predict, shapes, train  # noqa: E402
 from visionlab.components.metrics import psnr, ssim  # noqa: E402

@@ -10,10 +10,11 @@ import argparse
 import dataclasses
 import sys
 
-from visionlab import __version__, api
+from visionlab import api
 from visionlab.manager import FIT_PRESETS, fit_preset
 from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
 from visionlab.util.errors import VisionlabError
+from visionlab.util.version import __version__
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from visionlab import __version__
+from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
 from visionlab.util.errors import DataError, TrainingError
 from visionlab.util.io import append_jsonl, read_jsonl, write_json, write_text

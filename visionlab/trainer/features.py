@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 from tqdm.auto import tqdm
 
-from visionlab import __version__
+from visionlab.util.version import __version__
 from visionlab.components.features import EXTRACTORS, HogFeatures, LocalFeatures, build_extractor, upscale
 from visionlab.data.datasets import ImageDataset, load_dataset
 from visionlab.data.images import parse_size
