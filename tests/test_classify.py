@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import visionlab as vl
 from visionlab.cli import main
 from visionlab.data.images import save_image
-from visionlab.trainer.classify import random_translate
+from visionlab.trainer.classify import random_affine
 
 FAST = dict(preset="tiny", image_size=8, patch_size=2, pool="mean", lr=3e-3, warmup_epochs=0.5, batch_size=32,
             quiet=True)
@@ -67,10 +67,10 @@ def test_interrupted_and_resumed_training_matches_bit_for_bit(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_random_translate_moves_content_and_keeps_video_frames_together():
+def test_random_affine_moves_content_and_keeps_video_frames_together():
     x = torch.zeros(4, 1, 3, 16, 16)
     x[..., 6:10, 6:10] = 1.0
-    moved = random_translate(x, torch.Generator().manual_seed(0))
+    moved = random_affine(x, torch.Generator().manual_seed(0))
     assert moved.shape == x.shape and not torch.allclose(moved, x)
     assert torch.allclose(moved[:, :, 0], moved[:, :, 1]) and torch.allclose(moved[:, :, 1], moved[:, :, 2])
 

@@ -11,7 +11,7 @@ import dataclasses
 import sys
 
 from visionlab import api
-from visionlab.manager import FIT_PRESETS, fit_preset
+from visionlab.manager import CLASSIFY_RECIPES, FIT_PRESETS, classify_recipe, fit_preset
 from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
 from visionlab.util.errors import VisionlabError
 from visionlab.util.version import __version__
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Vision Transformer on images or a Video Vision Transformer on clips: AdamW, warm-up "
                     "then cosine, label smoothing, optional EMA and bf16. Writes accuracy curves, the confusion "
                     "matrix, the best and final weights and metrics to OUT/classify/NAME.")
+    train.add_argument("--recipe", choices=sorted(CLASSIFY_RECIPES),
+                       help="start from a tested recipe (manager.py); flags override it: " +
+                            "; ".join(f"{k}: {_describe(v)}" for k, v in CLASSIFY_RECIPES.items()))
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped")
     add_options(train, ClassifyConfig, positional_optional=True)
     train.set_defaults(handler=run_train)
@@ -82,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifyConfig) if f.name != "model"}
         summary = api.train(resume=args.resume, **given)
     else:
-        summary = api.train(**vars(config_from_args(ClassifyConfig, args)))
+        summary = api.train(**vars(config_from_args(ClassifyConfig, args, base=classify_recipe(args.recipe))))
     m = summary["metrics"]
     print(f"test accuracy {m['accuracy']:.2%} (best {m['best_accuracy']:.2%} at epoch {m['best_epoch']}), "
           f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")

@@ -135,6 +135,7 @@ class ClassifyConfig:
     dim: int | None = option(None, "token width D (default: the preset's)")
     depth: int | None = option(None, "transformer blocks (default: the preset's)")
     num_heads: int | None = option(None, "attention heads (default: the preset's)")
+    mlp_dim: int | None = option(None, "hidden width of each block's MLP (default: 4 D, or the preset's)")
     pool: str | None = option(None, "cls ([CLS] token) or mean (average of the tokens)", choices=(None, "cls",
                                                                                                  "mean"))
     epochs: int = option(30, "passes over the training set")
@@ -143,7 +144,9 @@ class ClassifyConfig:
     weight_decay: float = option(0.05, "AdamW weight decay")
     warmup_epochs: float = option(2.0, "linear warm-up of the learning rate, in epochs")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
-    augment: bool = option(False, "random translations of up to 1/8 of the size (never flips: digits)")
+    augment: bool = option(False, "random affine maps: shifts up to 10 %, rotations up to 10 and shears up to 5 "
+                           "degrees, zoom +-10 % (never flips: digits)")
+    grad_clip: float | None = option(1.0, "clip the gradient norm to this (0: off)")
     ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. "
                                "0.999) and evaluate with it")
     amp: str = option("auto", "mixed precision: auto (bf16 on GPUs that support it, else off), bf16 or off",

@@ -43,9 +43,9 @@ if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the traine
 
 def build_model(config: "ClassifyConfig", sample_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """A ViT for (C, H, W) samples or a ViViT for (C, T, H, W) samples, from the preset and the overrides."""
-    overrides = {k: getattr(config, k) for k in ("patch_size", "dim", "depth", "num_heads", "pool")
+    overrides = {k: getattr(config, k) for k in ("patch_size", "dim", "depth", "num_heads", "mlp_dim", "pool")
                  if getattr(config, k) is not None}
-    if config.dim is not None:
+    if config.dim is not None and config.mlp_dim is None:
         overrides["mlp_dim"] = 4 * config.dim  # the usual MLP ratio
     if config.model == "vit":
         c, h, w = sample_shape
@@ -56,16 +56,27 @@ def build_model(config: "ClassifyConfig", sample_shape: tuple[int, ...], num_cla
                                      in_channels=c, num_classes=num_classes, **overrides))
 
 
-def random_translate(x: torch.Tensor, generator: torch.Generator, *, fraction: float = 0.125) -> torch.Tensor:
-    """Shift each example by up to ``fraction`` of its size (zeros fill in); a video's frames move together."""
+def random_affine(x: torch.Tensor, generator: torch.Generator, *, translate: float = 0.1, rotate: float = 10.0,
+                  scale: float = 0.1, shear: float = 5.0) -> torch.Tensor:
+    """A random affine map per example: shift up to ``translate`` of the size, rotate and shear up to ``rotate`` /
+    ``shear`` degrees, zoom by up to +-``scale``; zeros (black) fill in. A video's frames move together. No flips:
+    a mirrored digit is another symbol."""
     b = x.shape[0]
     flat = x.reshape(b, -1, *x.shape[-2:])  # (B, C [* T], H, W)
-    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * 2 * fraction  # in [-1, 1] grid units
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = shift
+    u = lambda: torch.rand(b, generator=generator) * 2 - 1  # noqa: E731  uniform in [-1, 1]
+    angle, skew, zoom = u() * math.radians(rotate), u() * math.radians(shear), 1 + u() * scale
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(skew)
+    theta = torch.zeros(b, 2, 3)  # output -> input sampling map, in grid units of [-1, 1]
+    theta[:, 0, 0], theta[:, 0, 1] = cos / zoom, (-sin + tan * cos) / zoom
+    theta[:, 1, 0], theta[:, 1, 1] = sin / zoom, (cos + tan * sin) / zoom
+    theta[:, 0, 2], theta[:, 1, 2] = u() * 2 * translate, u() * 2 * translate
     grid = F.affine_grid(theta.to(x), list(flat.shape), align_corners=False)
     return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(x.shape)
+
+
+def model_input(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> [-1, 1], centred for the network (training and prediction alike)."""
+    return x * 2 - 1
 
 
 class ClassifyTrainer(Trainer):
@@ -82,7 +93,11 @@ class ClassifyTrainer(Trainer):
                          checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet)
         self.data = data
         self.model = model
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # No weight decay on biases, norms, [CLS] and positional embeddings: decay pulls them to 0 for nothing.
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n and "token" not in n]
+        rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n and "token" not in n)]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                            {"params": rest, "weight_decay": 0.0}], lr=config.lr)
         warmup = max(1, round(config.warmup_epochs * self.steps_per_epoch))
         # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
         schedule = lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(  # noqa: E731
@@ -110,14 +125,16 @@ class ClassifyTrainer(Trainer):
         index = self.batch(step)
         x, y = self.data.train_x[index], self.data.train_y[index]
         if self.config.augment:
-            x = random_translate(x, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = random_affine(x, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
+        x, y = model_input(x).to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with self.autocast():
             logits = self.model(x)  # (B, K)
         loss = cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
@@ -135,7 +152,7 @@ class ClassifyTrainer(Trainer):
         out = []
         for i in range(0, len(x), batch_size):
             with self.autocast():
-                out.append(model(x[i:i + batch_size].to(self.device)).argmax(dim=1).cpu())
+                out.append(model(model_input(x[i:i + batch_size]).to(self.device)).argmax(dim=1).cpu())
         self.model.train()
         return torch.cat(out)
 
@@ -257,7 +274,7 @@ def predict_files(run: str | Path, files: list[str], *, device: str = "auto") ->
             clip = torch.from_numpy(read_clip(file, frames=shape[1], size=tuple(shape[2:]), channels=shape[0]))
             x = clip.permute(3, 0, 1, 2)[None]  # (T, H, W, C) -> (1, C, T, H, W)
         device_of = next(model.parameters()).device
-        probabilities = torch.softmax(model(x.clamp(0, 1).to(device_of)).float(), dim=1)[0]  # (K,)
+        probabilities = torch.softmax(model(model_input(x.clamp(0, 1)).to(device_of)).float(), dim=1)[0]  # (K,)
         k = int(probabilities.argmax())
         rows.append({"file": str(file), "class": info["class_names"][k], "probability": float(probabilities[k])})
     return rows
