@@ -61,6 +61,7 @@ def test_interrupted_and_resumed_training_matches_bit_for_bit(tmp_path):
 
     stopped = vl.train("vit", name="stopped", callbacks=[ctrl_c], checkpoint_every=5, **options)
     assert stopped["status"] == "interrupted" and stopped["step"] == 13
+    assert main(["train", "--resume", stopped["run_dir"], "--recipe", "digits-vit"]) == 2  # options are the run's own
     resumed = vl.train(resume=stopped["run_dir"], quiet=True)
     a = load_file(os.path.join(straight["run_dir"], "model.safetensors"))
     b = load_file(os.path.join(resumed["run_dir"], "model.safetensors"))

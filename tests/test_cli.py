@@ -2,12 +2,10 @@
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

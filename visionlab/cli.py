@@ -13,7 +13,7 @@ import sys
 from visionlab import api
 from visionlab.manager import CLASSIFY_RECIPES, FIT_PRESETS, classify_recipe, fit_preset
 from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
-from visionlab.util.errors import VisionlabError
+from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifyConfig) if f.name != "model"}
+        if args.recipe:
+            raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
         summary = api.train(resume=args.resume, **given)
     else:
         summary = api.train(**vars(config_from_args(ClassifyConfig, args, base=classify_recipe(args.recipe))))

@@ -24,13 +24,18 @@ FIT_PRESETS: dict[str, dict] = {
 }
 
 
-def fit_preset(name: str | None) -> dict:
-    """The options of fit preset ``name`` (an empty dict for None)."""
+def _lookup(table: dict[str, dict], name: str | None, kind: str) -> dict:
+    """A copy of ``table[name]`` (an empty dict for None); an unknown name lists the known ones."""
     if name is None:
         return {}
-    if name not in FIT_PRESETS:
-        raise ConfigError(f"unknown fit preset {name!r}; choose one of {', '.join(FIT_PRESETS)}")
-    return dict(FIT_PRESETS[name])
+    if name not in table:
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}")
+    return dict(table[name])
+
+
+def fit_preset(name: str | None) -> dict:
+    """The options of fit preset ``name`` (an empty dict for None)."""
+    return _lookup(FIT_PRESETS, name, "fit preset")
 
 
 # Training recipes for `visionlab train --recipe NAME` (flags override them). Found by a search on a 2-core CPU with
@@ -53,8 +58,4 @@ CLASSIFY_RECIPES: dict[str, dict] = {
 
 def classify_recipe(name: str | None) -> dict:
     """The options of training recipe ``name`` (an empty dict for None)."""
-    if name is None:
-        return {}
-    if name not in CLASSIFY_RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(CLASSIFY_RECIPES)}")
-    return dict(CLASSIFY_RECIPES[name])
+    return _lookup(CLASSIFY_RECIPES, name, "recipe")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from visionlab.trainer.base import Trainer
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import DataError
-from visionlab.util.io import new_run_dir, slug, write_json, write_yaml
+from visionlab.util.io import new_run_dir, write_json, write_yaml
 from visionlab.util.plots import comparison_figure, curve_figure
 from visionlab.util.seed import seed_everything
 
