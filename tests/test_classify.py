@@ -108,3 +108,44 @@ def test_vivit_trains_on_moving_digits_and_refuses_short_clips(tmp_path, capsys)
 def test_train_rejects_bad_options(capsys):
     assert main(["train", "vit", "--epochs", "0"]) == 2
     assert "epochs must be > 0" in capsys.readouterr().err
+
+
+def test_evaluate_repeats_the_runs_test_accuracy_and_checks_other_data(bars_run, tmp_path, capsys):
+    run = bars_run["run_dir"]
+    m = vl.evaluate(run)
+    assert m["accuracy"] == pytest.approx(bars_run["metrics"]["accuracy"])  # the same split, the same weights
+    assert m["examples"] == 100 and np.asarray(m["confusion"]).sum() == 100
+    assert os.path.isfile(os.path.join(run, "evaluation-bars.npz-test.json"))
+    assert vl.evaluate(run, split="all")["examples"] == 400
+    # Other data: its classes are mapped by name; classes the model does not know are refused.
+    rng = np.random.default_rng(1)
+    flipped = np.zeros((40, 8, 8), dtype=np.float32)
+    flipped[:20, 2, :] = 1.0  # horizontal bars, stored as class 1 of a set whose names come in the other order
+    flipped[20:, :, 2] = 1.0
+    np.savez(tmp_path / "other.npz", images=np.maximum(flipped, rng.random(flipped.shape).astype(np.float32) * 0.3),
+             labels=np.array([1] * 20 + [0] * 20), class_names=np.array(["vertical", "horizontal"]))
+    assert vl.evaluate(run, data=str(tmp_path / "other.npz"), split="all")["accuracy"] >= 0.9
+    np.savez(tmp_path / "alien.npz", images=flipped, labels=np.array([0, 1] * 20),
+             class_names=np.array(["horizontal", "diagonal"]))
+    assert main(["evaluate", run, "--data", str(tmp_path / "alien.npz")]) == 2
+    assert "diagonal are not among the model's" in capsys.readouterr().err
+    assert main(["evaluate", run]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path)]) == 2  # not a run folder
+    assert "no model.json" in capsys.readouterr().err
+
+
+def test_single_frame_control_trains_a_vit_on_one_frame_of_each_clip(tmp_path, capsys):
+    summary = vl.train("vit", data="moving-digits", frames=4, image_size=16, frame=1, epochs=1, out=str(tmp_path),
+                       name="frame", **{k: v for k, v in FAST.items() if k != "image_size"})
+    info = json.load(open(os.path.join(summary["run_dir"], "model.json")))
+    assert info["sample_shape"] == [1, 16, 16] and info["clip_frame"] == [1, 4]
+    clip = np.zeros((4, 16, 16), dtype=np.float32)
+    clip[1, 4:8, 4:8] = 1.0
+    np.save(tmp_path / "clip.npy", clip)
+    assert len(vl.predict(summary["run_dir"], [str(tmp_path / "clip.npy")])) == 1  # a clip, read as its frame 1
+    assert vl.evaluate(summary["run_dir"])["accuracy"] == pytest.approx(summary["metrics"]["accuracy"])
+    assert main(["train", "vit", "--data", "moving-digits", "--frames", "4", "--frame", "4"]) == 2
+    assert "frame must be in [0, 4)" in capsys.readouterr().err
+    assert main(["train", "vivit", "--frame", "0"]) == 2
+    assert "a vivit reads whole clips" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from visionlab.manager import fit_preset
-from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, from_dict
+from visionlab.opt import ClassifyConfig, ExperimentConfig, FeaturesConfig, FitConfig, ShapesConfig, from_dict
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
@@ -92,6 +92,36 @@ def features(data: str = "digits", *, extractor: str = "hog", classifier: str = 
                                                      **options))
 
 
+def experiment(experiment: str = "evos-table1", /, **options) -> dict:
+    """Run every cell of a table (see ``manager.EXPERIMENTS``) and return it: ``markdown`` and ``rows``.
+    ``options`` are the fields of :class:`visionlab.opt.ExperimentConfig`. Calling it again with the same
+    options skips the finished runs and continues an interrupted one.
+
+    >>> print(vl.experiment("evos-table1", steps=1000, images="astronaut,camera")["markdown"])  # doctest: +SKIP
+    """
+    from visionlab.data.datasets import image_files
+    from visionlab.manager import experiment_plan
+    from visionlab.trainer.experiment import Cell, run_experiment
+
+    _check_options(ExperimentConfig, options)
+    o = ExperimentConfig(experiment=experiment, **options).validate()
+    images = None
+    if o.images is not None:
+        images = [str(f) for f in image_files(o.images)] if Path(o.images).is_dir() else \
+            [i.strip() for i in o.images.split(",") if i.strip()]
+    plan, table = experiment_plan(experiment, images=images, steps=o.steps, size=o.size)
+    common = dict(seed=o.seed, device=o.device, threads=o.threads)
+    configs = {"fit": FitConfig, "classify": ClassifyConfig, "features": FeaturesConfig}
+    cells = []
+    for row, item, task, values in plan:
+        values = {**values, **{k: v for k, v in common.items() if k in {f.name for f in dataclasses.fields(
+            configs[task])}}}
+        cells.append(Cell(row=row, item=Path(item).stem if item else "", task=task,
+                          config=from_dict(configs[task], values).validate()))
+    options_record = {"images": images, "size": o.size, "steps": o.steps, "seed": o.seed}
+    return run_experiment(o.name or experiment, cells, out=o.out, table=table, options=options_record, quiet=o.quiet)
+
+
 def _check_options(cls, options: dict) -> None:
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
@@ -156,6 +186,19 @@ def shapes(model: str = "vit", **options) -> str:
         raise ConfigError(f"shapes knows vit and vivit, not {model!r}")
     steps = trace_shapes(network, inputs, list(SHAPE_STEPS))
     return format_steps(steps, SHAPE_STEPS)
+
+
+def evaluate(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto") -> dict:
+    """Test a trained classifier (a run folder of ``train``) on its own test split, or on ``data`` (a built-in set or
+    a path whose classes are among the model's); ``split="all"`` uses every example. Returns accuracy, the per-class
+    report and the confusion matrix, also written into the run folder.
+
+    >>> vl.evaluate("runs/classify/digits-vit")["accuracy"]  # doctest: +SKIP
+    0.9888...
+    """
+    from visionlab.trainer import classify as classify_task
+
+    return classify_task.evaluate_run(run, data=data, split=split, device=device)
 
 
 def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:

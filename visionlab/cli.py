@@ -11,8 +11,9 @@ import dataclasses
 import sys
 
 from visionlab import api
-from visionlab.manager import CLASSIFY_RECIPES, FIT_PRESETS, classify_recipe, fit_preset
-from visionlab.opt import ClassifyConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options, config_from_args
+from visionlab.manager import CLASSIFY_RECIPES, EXPERIMENTS, FIT_PRESETS, classify_recipe, fit_preset
+from visionlab.opt import (ClassifyConfig, ExperimentConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options,
+                           config_from_args)
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
 
@@ -70,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     predict.set_defaults(handler=run_predict)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="test a trained classifier: accuracy, per-class report, confusion matrix",
+        description="Evaluate the model of a 'visionlab train' run on its own test split (the same split it was "
+                    "trained with) or on other data whose classes are among the model's. Prints accuracy and the "
+                    "per-class report; writes evaluation-DATA-SPLIT.json and a confusion matrix into the run folder.")
+    evaluate.add_argument("run", help="run folder of 'visionlab train'")
+    evaluate.add_argument("--data", help="data set or path to evaluate on (default: the run's own)")
+    evaluate.add_argument("--split", default="test", choices=("test", "all"),
+                          help="test: the held-out split; all: every example of the data (default: test)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment", help="run every cell of a table: a paper's Table 1, or models side by side",
+        description="Run the runs of a table one after the other and write it (table.md, table.json) to "
+                    "OUT/experiment/NAME. Experiments: " + "; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items()) +
+                    ". Running the same command again skips finished runs and continues an interrupted one.")
+    add_options(experiment, ExperimentConfig)
+    experiment.set_defaults(handler=run_experiment)
+
     shapes = commands.add_parser(
         "shapes", help="print each step's tensor shape through a ViT or ViViT",
         description="Run a ViT or ViViT once (on PyTorch's meta device: instant at any size) and print the shape "
@@ -100,6 +121,26 @@ def run_train(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     for row in api.predict(args.run, args.files, device=args.device):
         print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
+    return 0
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    values = vars(config_from_args(ExperimentConfig, args))
+    result = api.experiment(values.pop("experiment"), **values)
+    if result["status"] != "finished":
+        print(f"interrupted after {result['cells_done']} of {result['cells']} runs; the same command continues it",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result["markdown"], end="")
+    print(f"table in {result['folder']}/table.md")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    m = api.evaluate(args.run, data=args.data, split=args.split, device=args.device)
+    print(m["report_text"], end="")
+    print(f"accuracy {m['accuracy']:.2%} on {m['examples']} examples of {m['data']} ({m['split']}); "
+          f"report and confusion matrix in {args.run}")
     return 0
 
 

@@ -130,6 +130,8 @@ class ClassifyConfig:
                                     "videos: 32)")
     patch_size: int | None = option(None, "patch size P (default: the preset's)")
     frames: int = option(16, "videos: frames per clip T (clips with fewer are refused)")
+    frame: int | None = option(None, "vit on video data: classify frame K of each clip alone, the single-frame "
+                               "control (default: the middle frame, T // 2)")
     vivit_model: int = option(2, "ViViT model: 1 spatio-temporal, 2 factorised encoder, 3 factorised "
                               "self-attention, 4 factorised dot-product", choices=(1, 2, 3, 4))
     dim: int | None = option(None, "token width D (default: the preset's)")
@@ -166,11 +168,40 @@ class ClassifyConfig:
             _positive(name, getattr(self, name))
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.frame is not None and not 0 <= self.frame < self.frames:
+            raise ConfigError(f"frame must be in [0, {self.frames}) for clips of {self.frames} frames, "
+                              f"got {self.frame}")
+        if self.frame is not None and self.model != "vit":
+            raise ConfigError("--frame picks one frame per clip for a vit; a vivit reads whole clips")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"ema decay must be in (0, 1), got {self.ema}")
         if not 0.0 < self.test_size < 1.0:
             raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
         _check_choices(self)
+        return self
+
+
+@dataclass
+class ExperimentConfig:
+    """Run every cell of a table and write it (``visionlab experiment``); rerunning continues an unfinished one."""
+
+    experiment: str = option("evos-table1", "evos-table1, sympower-table1, digits-vit or moving-digits "
+                             "(see manager.py)", positional=True)
+    images: str | None = option(None, "neural-field tables: a folder of images, or comma-separated image files / "
+                                "built-in names (default: six of scikit-image's photographs)")
+    size: str | None = option(None, "neural-field tables: resize each image to this (default: 256x256)")
+    steps: int | None = option(None, "neural-field tables: steps of each fit (default: the papers' 5,000; a "
+                               "multiple of 20)")
+    seed: int = option(0, "seed of every run")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    out: str = option("runs", "root folder; the experiment goes to OUT/experiment/NAME, each run inside it")
+    name: str | None = option(None, "experiment folder name (default: the experiment's)")
+    quiet: bool = option(False, "no progress bars (one line per run is still printed)")
+
+    def validate(self) -> "ExperimentConfig":
+        if self.steps is not None:
+            _positive("steps", self.steps)
         return self
 
 

@@ -31,6 +31,7 @@ class ClassificationData:
     test_y: torch.Tensor
     class_names: list[str]
     name: str
+    frame: tuple[int, int] | None = None  # (k, T): these images are frame k of clips of T frames
 
     @property
     def is_video(self) -> bool:
@@ -40,6 +41,18 @@ class ClassificationData:
     def sample_shape(self) -> tuple[int, ...]:
         """(C, H, W) or (C, T, H, W) of one example."""
         return tuple(self.train_x.shape[1:])
+
+    def single_frame(self, frame: int | None = None) -> "ClassificationData":
+        """Frame ``frame`` (default: the middle one) of every clip, as images: the control that shows what a
+        model can tell without time. (N, C, T, H, W) -> (N, C, H, W)."""
+        if not self.is_video:
+            raise DataError(f"{self.name} holds images, not clips; a single frame is picked only from videos")
+        t = self.train_x.shape[2]
+        k = t // 2 if frame is None else frame
+        if not 0 <= k < t:
+            raise DataError(f"frame {k} is outside clips of {t} frames")
+        return ClassificationData(self.train_x[:, :, k].contiguous(), self.train_y, self.test_x[:, :, k].contiguous(),
+                                  self.test_y, self.class_names, f"{self.name}-frame{k}", frame=(k, t))
 
     def __repr__(self) -> str:
         return (f"ClassificationData({self.name!r}: train {tuple(self.train_x.shape)}, test "

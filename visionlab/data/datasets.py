@@ -29,6 +29,17 @@ from visionlab.data.images import load_image
 from visionlab.util.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name; a folder without any is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
 TEXTURES = ("brick", "grass", "gravel")
 
 

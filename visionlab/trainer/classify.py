@@ -196,7 +196,8 @@ class ClassifyTrainer(Trainer):
         save_weights(self.run_dir / "model.safetensors", self.eval_model.state_dict())
         write_json(self.run_dir / "model.json", {
             "model": self.config.model, "model_config": dataclasses.asdict(self.model.config),
-            "class_names": names, "sample_shape": list(self.data.sample_shape)})
+            "class_names": names, "sample_shape": list(self.data.sample_shape),
+            "clip_frame": None if self.data.frame is None else list(self.data.frame)})
         epochs_done = self.step / self.steps_per_epoch
         metrics = {"accuracy": accuracy, "best_accuracy": self.best["accuracy"], "best_epoch": self.best["epoch"],
                    "epochs": epochs_done, "train_seconds": self.train_seconds,
@@ -219,6 +220,8 @@ def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> 
     data = classification_data(config.data, video=config.video or config.model == "vivit",
                                image_size=config.image_size, frames=config.frames, seed=config.seed,
                                test_size=config.test_size)
+    if data.is_video and config.model == "vit":
+        data = data.single_frame(config.frame)  # the single-frame control: what one frame can tell
     model = build_model(config, data.sample_shape, len(data.class_names)).to(device)
     if run_dir is None:
         run_dir = new_run_dir(config.out, "classify", config.name or f"{data.name}-{config.model}")
@@ -253,6 +256,61 @@ def load_classifier(run: str | Path, *, device: str = "auto") -> tuple[torch.nn.
 
 
 @torch.no_grad()
+def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto") -> dict:
+    """Accuracy, per-class report and confusion matrix of run ``run``'s model on ``data`` (default: the run's own
+    data set, with its own split); ``split`` is ``test`` or ``all``. Writes ``evaluation-<data>-<split>.json`` and
+    its confusion matrix picture into the run folder and returns the metrics."""
+    from visionlab.util.io import read_yaml
+
+    run = Path(run)
+    model, info = load_classifier(run, device=device)
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run} has no config.yaml; evaluate needs the run folder 'visionlab train' wrote")
+    config = read_yaml(run / "config.yaml")
+    shape = info["sample_shape"]  # (C, H, W) or (C, T, H, W)
+    clip_frame = info.get("clip_frame")
+    source = data or config["data"]
+    loaded = classification_data(source, video=info["model"] == "vivit" or clip_frame is not None,
+                                 image_size=shape[-1], frames=clip_frame[1] if clip_frame else (
+                                     shape[1] if info["model"] == "vivit" else config["frames"]),
+                                 seed=config["seed"], test_size=config["test_size"])
+    if clip_frame is not None:
+        loaded = loaded.single_frame(clip_frame[0])
+    if list(loaded.sample_shape) != list(shape):
+        raise DataError(f"{source}: samples of shape {tuple(loaded.sample_shape)}, but the model of {run} reads "
+                        f"{tuple(shape)} (channels, [frames,] height, width)")
+    names = info["class_names"]
+    unknown = [n for n in loaded.class_names if n not in names]
+    if unknown:
+        raise DataError(f"{source}: class(es) {', '.join(unknown)} are not among the model's ({', '.join(names)})")
+    # The data's label k is class loaded.class_names[k]; the model numbers classes as in its own list.
+    to_model = torch.tensor([names.index(n) for n in loaded.class_names])
+    if split == "test":
+        x, y = loaded.test_x, to_model[loaded.test_y]
+    elif split == "all":
+        x, y = torch.cat([loaded.train_x, loaded.test_x]), to_model[torch.cat([loaded.train_y, loaded.test_y])]
+    else:
+        raise DataError(f"split must be test or all, got {split!r}")
+    device_of = next(model.parameters()).device
+    predicted = torch.cat([model(model_input(x[i:i + 256]).to(device_of)).argmax(dim=1).cpu()
+                           for i in range(0, len(x), 256)])
+    labels = list(range(len(names)))
+    matrix = confusion_matrix(y, predicted, labels=labels)
+    accuracy = (predicted == y).float().mean().item()
+    tag = f"{Path(source).name}-{split}"
+    confusion_figure(run / f"evaluation-{tag}-confusion.png", matrix, names,
+                     title=f"{Path(source).name} ({split}): accuracy {accuracy:.2%}")
+    metrics = {"accuracy": accuracy, "examples": len(y), "data": str(source), "split": split,
+               "report": classification_report(y, predicted, labels=labels, target_names=names, output_dict=True,
+                                                zero_division=0),
+               "report_text": classification_report(y, predicted, labels=labels, target_names=names, digits=4,
+                                                     zero_division=0),
+               "confusion": matrix}
+    write_json(run / f"evaluation-{tag}.json", metrics)
+    return metrics
+
+
+@torch.no_grad()
 def predict_files(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
     """Class and probability for each image (ViT runs) or clip (ViViT runs: ``.npy`` or a folder of frames)."""
     from visionlab.data.images import load_image
@@ -261,8 +319,13 @@ def predict_files(run: str | Path, files: list[str], *, device: str = "auto") ->
     model, info = load_classifier(run, device=device)
     shape = info["sample_shape"]  # (C, H, W) or (C, T, H, W)
     rows = []
+    clip_frame = info.get("clip_frame")  # a single-frame control reads clips and keeps frame k of T
     for file in files:
-        if info["model"] == "vit":
+        if clip_frame is not None:
+            k, t = clip_frame
+            clip = torch.from_numpy(read_clip(file, frames=t, size=tuple(shape[1:]), channels=shape[0]))
+            x = clip[k].permute(2, 0, 1)[None]  # (T, H, W, C) -> frame k as (1, C, H, W)
+        elif info["model"] == "vit":
             values = load_image(file).values  # (H, W, C), checked and decoded
             c = values.shape[2] - (1 if values.shape[2] in (2, 4) else 0)  # alpha is not content
             if c != shape[0]:
