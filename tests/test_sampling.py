@@ -1,4 +1,7 @@
-"""Sample selectors: the ratio schedules, per-step counts, EVOS's evaluation steps, crossover, mutation and CFS."""
+"""Sample selectors: the ratio schedules, per-step counts, EVOS's evaluation steps, crossover (and its ablations),
+mutation and CFS, grids of 1 to 3 dimensions, and how build_sampler and FitConfig name them."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -6,14 +9,22 @@ import torch
 from scipy import ndimage
 
 from visionlab.components.sampling import (
+    CROSSOVERS,
+    RATIO_SCHEDULERS,
+    SAMPLERS,
     EvosSampler,
+    EvosWithoutCfsSampler,
     FullSampler,
     RandomSampler,
     build_sampler,
+    cosine_ratio,
     grey255,
     laplacian,
+    linear_ratio,
+    signal_grey255,
     step_ratio,
 )
+from visionlab.opt import FitConfig
 from visionlab.util.errors import ConfigError
 
 
@@ -54,7 +65,7 @@ def test_ratio_outside_range_is_rejected(ratio):
 
 
 def test_evos_evaluation_steps_72_for_5000():
-    s = EvosSampler(target=image_target(), height=12, width=10, total_steps=5000, ratio=0.2, scheduler="step")
+    s = EvosSampler(target=image_target(), shape=(12, 10), total_steps=5000, ratio=0.2, scheduler="step")
     steps = [t for t in range(5000) if s.is_evaluation_step(t)]
     assert len(steps) == 72
     assert steps[:4] == [0, 99, 196, 291]  # t = 1, 100, 197, 292 counted from 1; the interval shrinks 100 -> 50
@@ -78,8 +89,8 @@ def run_steps(sampler, target, steps, model_noise=0.3, seed=0):
 def test_evos_per_step_counts_are_fittest_k_plus_mutations():
     target = image_target(20, 25)
     n = target.shape[0]  # 500
-    s = EvosSampler(target=target, height=20, width=25, total_steps=200, ratio=0.2, scheduler="step", seed=1)
-    selections = run_steps(s, target, range(0, 60))
+    s = EvosSampler(target=target, shape=(20, 25), total_steps=200, ratio=0.2, scheduler="step", seed=1)
+    selections = run_steps(s, target, range(60))
     assert selections[0] is None  # step 0 (t = 1) evaluates: every pixel
     for t in range(1, 20):  # r_t = 0.2, m = 0.1: K = 50 fittest + M = 50 mutations
         idx = selections[t]
@@ -95,7 +106,7 @@ def test_evos_per_step_counts_are_fittest_k_plus_mutations():
 
 def test_evos_ranking_follows_fitness_without_crossover():
     target = image_target(8, 8)
-    s = EvosSampler(target=target, height=8, width=8, total_steps=100, ratio=0.5, crossover=False)
+    s = EvosSampler(target=target, shape=(8, 8), total_steps=100, ratio=0.5, crossover="none")
     pred = target.clone()
     pred[[5, 17, 40]] += torch.tensor([[0.9], [0.5], [0.7]])  # three clearly worst pixels
     s.extra_loss(0, None, pred)
@@ -121,7 +132,7 @@ def test_evos_crossover_uses_the_laplacian_error():
     g = torch.Generator().manual_seed(0)
     target = torch.rand(h * w, 3, generator=g) * 2 - 1
     pred = target + 0.3 * torch.randn(h * w, 3, generator=g)
-    s = EvosSampler(target=target, height=h, width=w, total_steps=100, ratio=0.3)
+    s = EvosSampler(target=target, shape=(h, w), total_steps=100, ratio=0.3)
     s.extra_loss(0, None, pred)
     keep = s.counts(0)[0]
     kernel = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0.]])
@@ -139,7 +150,7 @@ def test_laplacian_matches_scipy_with_zero_padding():
     grey = torch.rand(7 * 9, dtype=torch.float64)
     kernel = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
     expected = ndimage.convolve(grey.numpy().reshape(7, 9), kernel, mode="constant", cval=0.0).ravel()
-    assert np.allclose(laplacian(grey, 7, 9).numpy(), expected)
+    assert np.allclose(laplacian(grey, (7, 9)).numpy(), expected)
 
 
 def test_grey_is_itu601_in_255_units():
@@ -151,7 +162,7 @@ def test_cfs_term_on_evaluation_and_ordinary_steps_then_off():
     h, w = 10, 12
     target = image_target(h, w)
     pred_full = target + 0.1 * torch.randn(target.shape, generator=torch.Generator().manual_seed(3))
-    s = EvosSampler(target=target, height=h, width=w, total_steps=100, ratio=0.5, cfs_steps=10)
+    s = EvosSampler(target=target, shape=(h, w), total_steps=100, ratio=0.5, cfs_steps=10)
     term = s.extra_loss(0, None, pred_full)
     lap = lambda v: ndimage.convolve(grey255(v).numpy().reshape(h, w), np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0.]]),  # noqa: E731
                                      mode="constant").ravel()
@@ -171,9 +182,9 @@ def test_cfs_term_on_evaluation_and_ordinary_steps_then_off():
 
 def test_evos_state_round_trip_continues_identically():
     target = image_target(10, 10)
-    a = EvosSampler(target=target, height=10, width=10, total_steps=300, ratio=0.2, scheduler="step", seed=5)
-    run_steps(a, target, range(0, 120))
-    b = EvosSampler(target=target, height=10, width=10, total_steps=300, ratio=0.2, scheduler="step", seed=99)
+    a = EvosSampler(target=target, shape=(10, 10), total_steps=300, ratio=0.2, scheduler="step", seed=5)
+    run_steps(a, target, range(120))
+    b = EvosSampler(target=target, shape=(10, 10), total_steps=300, ratio=0.2, scheduler="step", seed=99)
     b.load_state_dict(a.state_dict())
     for x, y in zip(run_steps(a, target, range(120, 220)), run_steps(b, target, range(120, 220))):
         assert (x is None and y is None) or torch.equal(x, y)
@@ -181,6 +192,168 @@ def test_evos_state_round_trip_continues_identically():
 
 def test_build_sampler_rejects_unknown_names_and_bad_mutation():
     with pytest.raises(ConfigError, match="unknown sampler 'best'"):
-        build_sampler("best", target=image_target(), height=12, width=10, total_steps=10, ratio=0.5)
+        build_sampler("best", target=image_target(), shape=(12, 10), total_steps=10, ratio=0.5)
     with pytest.raises(ConfigError, match="mutation ratio"):
-        EvosSampler(target=image_target(), height=12, width=10, total_steps=10, ratio=0.2, mutation_ratio=0.3)
+        EvosSampler(target=image_target(), shape=(12, 10), total_steps=10, ratio=0.2, mutation_ratio=0.3)
+
+
+# ---------------------------------------------------------------------------------------------------- schedulers
+
+
+def test_linear_and_cosine_ramps_from_r0_to_one():
+    def ramp(f):
+        return [f(t, total_steps=100, ratio=0.2) for t in (0, 25, 50, 75, 100, 150)]
+
+    assert np.allclose(ramp(linear_ratio), [0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    c = (1 - np.cos(np.pi / 4)) / 2  # 0.1464: the cosine ramp starts and ends flat
+    assert np.allclose(ramp(cosine_ratio), [0.2, 0.2 + 0.8 * c, 0.6, 1.0 - 0.8 * c, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("scheduler, expected", [
+    ("constant", [200, 200, 200, 200]),
+    ("step", [200, 200, 600, 920]),  # stage floor(t / 10): 0, 0, 5, 9
+    ("linear", [200, 208, 600, 992]),  # 1000 (0.2 + 0.8 t / 100)
+    ("cosine", [200, 200, 600, 999]),  # 1000 (0.2 + 0.4 (1 - cos(pi t / 100))); t = 1: 200.0987 -> 200
+])
+def test_every_scheduler_sets_the_count_per_step(scheduler, expected):
+    assert set(RATIO_SCHEDULERS) == {"constant", "step", "linear", "cosine"}
+    s = RandomSampler(num_pixels=1000, total_steps=100, ratio=0.2, scheduler=scheduler)
+    assert [s.select(t).numel() for t in (0, 1, 50, 99)] == expected
+
+
+def test_unknown_scheduler_is_rejected():
+    with pytest.raises(ConfigError, match="unknown ratio scheduler 'exp'"):
+        RandomSampler(num_pixels=10, total_steps=10, scheduler="exp")
+
+
+# ---------------------------------------------------------------------------------------------------- EVOS variants
+
+
+def crossover_case(h=16, w=16):
+    g = torch.Generator().manual_seed(4)
+    target = torch.rand(h * w, 3, generator=g) * 2 - 1
+    pred = target + 0.3 * torch.randn(h * w, 3, generator=g)
+    kernel = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0.]])
+
+    def lap(v):
+        return ndimage.convolve(grey255(v).double().numpy().reshape(h, w), kernel, mode="constant").ravel()
+
+    freq = torch.from_numpy(1e-5 * (lap(pred) - lap(target)) ** 2)
+    fitness = ((pred - target) ** 2).mean(1).double()
+    return target, pred, fitness, freq
+
+
+def kept_after_evaluation(target, pred, crossover):
+    s = EvosSampler(target=target, shape=(16, 16), total_steps=100, ratio=0.3, crossover=crossover)
+    s.extra_loss(0, None, pred)
+    keep = s.counts(0)[0]
+    return s, keep, set(s.order[:keep].tolist())
+
+
+def test_crossover_variants_keep_what_their_rule_says():
+    target, pred, fitness, freq = crossover_case()
+    _, keep, select = kept_after_evaluation(target, pred, "select")
+    s_sum, _, summed = kept_after_evaluation(target, pred, "sum")
+    s_none, _, plain = kept_after_evaluation(target, pred, "none")
+    assert select == set(EvosSampler.frequency_crossover(fitness, freq, keep).tolist())
+    assert summed == set(torch.topk(fitness + freq, keep).indices.tolist())
+    assert plain == set(torch.topk(fitness, keep).indices.tolist())
+    assert len({frozenset(select), frozenset(summed), frozenset(plain)}) == 3  # the case tells the rules apart
+    # After the kept K, "sum" ranks the rest by the summed error (for a growing r_t), "none" by the squared error.
+    rest_sum = s_sum.order[keep:]
+    assert torch.all((fitness + freq)[rest_sum][:-1] >= (fitness + freq)[rest_sum][1:])
+    assert torch.all(fitness[s_none.order[keep:]][:-1] >= fitness[s_none.order[keep:]][1:])
+
+
+def test_unknown_crossover_is_rejected():
+    with pytest.raises(ConfigError, match="unknown EVOS crossover 'mix'"):
+        EvosSampler(target=image_target(), shape=(12, 10), total_steps=10, crossover="mix")
+    with pytest.raises(ConfigError, match="crossover must be one of"):
+        FitConfig(crossover="mix").validate()
+
+
+def test_evos_without_cfs_is_evos_with_no_frequency_term():
+    target = image_target(10, 10)
+    common = {"target": target, "shape": (10, 10), "total_steps": 100, "ratio": 0.2, "scheduler": "step", "seed": 3}
+    no_cfs = build_sampler("evos-no-cfs", cfs_steps=1500, **common)  # the name wins over the option
+    assert isinstance(no_cfs, EvosWithoutCfsSampler) and no_cfs.cfs_steps == 0
+    evos = build_sampler("evos", cfs_steps=0, **common)
+    with_cfs = build_sampler("evos", cfs_steps=1500, **common)
+    pred = target + 0.2
+    assert no_cfs.extra_loss(0, None, pred) is None and with_cfs.extra_loss(0, None, pred) is not None
+    evos.extra_loss(0, None, pred)
+    for a, b in zip(run_steps(no_cfs, target, range(1, 30)), run_steps(evos, target, range(1, 30))):
+        assert torch.equal(a, b)  # otherwise the same selector
+
+
+def test_build_sampler_gives_each_selector_only_its_own_options():
+    target = image_target()
+    s = build_sampler("evos", target=target, shape=(12, 10), total_steps=10, ratio=0.5, mutation_ratio=0.1,
+                      cfs_steps=7, crossover="sum")
+    assert (s.mutation_ratio, s.cfs_steps, s.crossover) == (0.1, 7, "sum")
+    r = build_sampler("random", target=target, shape=(12, 10), total_steps=10, ratio=0.5, cfs_steps=7,
+                      crossover="sum")  # EVOS's options are not the random selector's: left aside
+    assert isinstance(r, RandomSampler) and r.select(0).numel() == 60
+
+
+def test_full_random_and_evos_keep_the_plain_loss():
+    # The trainer takes the unweighted MSE path (bit-identical to before the hooks) when loss_weights is None.
+    target = image_target()
+    for s in (FullSampler(num_pixels=120, total_steps=10), RandomSampler(num_pixels=120, total_steps=10),
+              EvosSampler(target=target, shape=(12, 10), total_steps=10)):
+        assert not s.wants_coordinate_grad and s.loss_weights(0, None, target) is None
+
+
+def test_fit_config_offers_every_sampler_scheduler_and_crossover():
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(FitConfig)}
+    assert choices["sampler"] == tuple(SAMPLERS)
+    assert choices["scheduler"] == tuple(RATIO_SCHEDULERS)
+    assert choices["crossover"] == CROSSOVERS and FitConfig().crossover == "select"
+    assert all(SAMPLERS[name].name == name for name in SAMPLERS)
+
+
+# ---------------------------------------------------------------------------------------------------- other grids
+
+
+def test_laplacian_is_the_second_difference_on_1d_signals():
+    grey = torch.rand(17, dtype=torch.float64)
+    expected = np.convolve(np.pad(grey.numpy(), 1), [1, -2, 1], mode="valid")  # zero padding
+    assert np.allclose(laplacian(grey, (17,)).numpy(), expected)
+
+
+def test_laplacian_works_frame_by_frame_on_video():
+    video = torch.rand(3, 6, 5, dtype=torch.float64)
+    lap = laplacian(video.flatten(), (3, 6, 5)).reshape(3, 6, 5)
+    for t in range(3):  # no frame leaks into its neighbours
+        assert torch.allclose(lap[t], laplacian(video[t].flatten(), (6, 5)).reshape(6, 5))
+
+
+def test_grey_is_luma_only_for_colour_images_and_videos():
+    values = torch.tensor([[1.0, -1.0, -1.0]])  # pure red
+    assert signal_grey255(values, (1, 1)).item() == pytest.approx(0.2989 * 255)
+    assert signal_grey255(values, (1, 1, 1)).item() == pytest.approx(0.2989 * 255)
+    assert signal_grey255(values, (1,)).item() == pytest.approx(255 / 3)  # audio channels: their mean
+    assert signal_grey255(torch.tensor([[0.0, 1.0]]), (1, 1)).item() == pytest.approx(0.75 * 255)
+
+
+@pytest.mark.parametrize("shape, channels", [((64,), 1), ((64,), 2), ((3, 6, 5), 3)])
+def test_evos_runs_on_audio_and_video_grids(shape, channels):
+    n = int(np.prod(shape))
+    target = torch.rand(n, channels, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    s = build_sampler("evos", target=target, shape=shape, total_steps=100, ratio=0.5, seed=0)
+    selections = run_steps(s, target, range(10))
+    assert selections[0] is None
+    k = 2 * (n // 4)  # floor((r - m) N) kept + floor(m N) mutations, m = r / 2
+    assert all(idx.numel() == k and idx.unique().numel() == k for idx in selections[1:])
+    assert s.extra_loss(1, selections[1], target[selections[1]] + 0.1) > 0  # CFS on the grid's Laplacian
+
+
+@pytest.mark.parametrize("shape", [(12, 11), (2, 2, 2, 15), (0, 120)])
+def test_a_grid_that_is_not_the_target_is_rejected(shape):
+    with pytest.raises(ConfigError, match="grid"):
+        build_sampler("random", target=image_target(), shape=shape, total_steps=10, ratio=0.5)
+
+
+def test_build_sampler_rejects_an_option_no_selector_takes():
+    with pytest.raises(ConfigError, match="unknown sampler option.*cfs_step"):
+        build_sampler("evos", target=image_target(), shape=(12, 10), total_steps=10, ratio=0.5, cfs_step=3)

@@ -29,30 +29,46 @@ class FitConfig:
                         "built-in sample (astronaut, camera, coffee, chelsea, ...)", positional=True)
     size: str | None = option(None, "resize first: N makes the shorter side N pixels, HxW resizes exactly")
     crop: str | None = option(None, "then take a centred crop of HxW pixels")
-    transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), zscore or sympower "
-                            "(symmetric power transformation, Sym-Power AAAI 2025)",
-                            choices=("minmax", "zscore", "sympower"))
+    transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), zscore, sympower "
+                            "(symmetric power transformation, Sym-Power AAAI 2025), or one of the transforms that "
+                            "paper compares: gamma0.5, gamma2 (fixed powers), scale0.5, scale1, scale2 (the [-1, 1] "
+                            "range times 0.5, 1, 2), inverse (1 - x), rpp (random pixel permutation), boxcox",
+                            choices=("minmax", "zscore", "sympower", "gamma0.5", "gamma2", "scale0.5", "scale1",
+                                     "scale2", "inverse", "rpp", "boxcox"))
     # -- model
-    model: str = option("siren", "network: siren, finer or fourier (Fourier-feature ReLU MLP)",
-                        choices=("siren", "finer", "fourier"))
-    width: int = option(256, "hidden units per layer")
-    depth: int = option(3, "hidden (width -> width) layers; SIREN 3x256 of the papers is depth 3, width 256")
+    model: str = option("siren", "network: siren, finer, fourier (Fourier-feature ReLU MLP), gauss (Gaussian "
+                        "activations), wire (complex Gabor wavelets) or hashgrid (Instant-NGP's multiresolution hash "
+                        "encoding + a small ReLU MLP)",
+                        choices=("siren", "finer", "fourier", "gauss", "wire", "hashgrid"))
+    width: int = option(256, "hidden units per layer (wire: the real width it replaces, int(width / sqrt 2) complex "
+                        "units; hashgrid: the MLP after the encoding, Instant-NGP uses 64)")
+    depth: int = option(3, "hidden (width -> width) layers; SIREN 3x256 of the papers is depth 3, width 256 "
+                        "(hashgrid: Instant-NGP's two hidden layers of 64 are depth 1, width 64)")
     # -- optimisation
     steps: int = option(5000, "optimiser steps (one step is one 'epoch' in the INR papers)")
     lr: float | None = option(None, "Adam learning rate (default: the model's usual one: siren 1e-4, finer 5e-4, "
-                              "fourier 1e-3)")
+                              "fourier 1e-3, gauss and wire 5e-3, hashgrid 1e-2)")
     lr_final: float | None = option(None, "decay the learning rate exponentially to this value at the last step "
                                     "(the Sym-Power code decays 1e-4 -> 1e-5; default: constant, as EVOS)")
     # -- sample selection
-    sampler: str = option("evos", "which pixels to train each step: full (all), random (uniform) or evos "
-                          "(evolutionary selector, EVOS CVPR 2025)", choices=("full", "random", "evos"))
+    sampler: str = option("evos", "which pixels to train each step: full (all), random (uniform), egra "
+                          "(edge-guided random), expansive (expansive supervision: edge anchors + uniform), "
+                          "soft-mining (Langevin soft mining), int / int-dense (nonparametric teaching, incremental "
+                          "/ every-step profiling), evos (evolutionary selector, EVOS CVPR 2025) or evos-no-cfs "
+                          "(EVOS without cross-frequency supervision)",
+                          choices=("full", "random", "egra", "expansive", "soft-mining", "int", "int-dense", "evos",
+                                   "evos-no-cfs"))
     ratio: float = option(0.5, "sample ratio r_0 in (0, 1]: the fraction of pixels trained per step")
-    scheduler: str = option("constant", "ratio schedule: constant, or step (ten stages from r_0 to 1)",
-                            choices=("constant", "step"))
+    scheduler: str = option("constant", "ratio schedule: constant, step (ten stages from r_0 to 1), linear or "
+                            "cosine (ramps from r_0 to 1 over the run)", choices=("constant", "step", "linear",
+                                                                                  "cosine"))
     mutation_ratio: float | None = option(None, "EVOS: fraction of pixels drawn uniformly each step "
                                           "(default r_0 / 2)")
     cfs_steps: int = option(1500, "EVOS: cross-frequency supervision during this many first steps (0: EVOS "
                             "without CFS)")
+    crossover: str = option("select", "EVOS: how the kept pixels are chosen: select (the paper's frequency-guided "
+                            "crossover), sum (rank by squared + frequency error) or none (squared error only)",
+                            choices=("select", "sum", "none"))
     # -- run
     seed: int = option(0, "random seed (weights, sample selection); the same seed repeats the run")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")

@@ -57,20 +57,32 @@ class FitTrainer(Trainer):
         self.pixels_trained = 0
 
     def train_step(self, step: int) -> dict[str, float]:
-        indices = self.sampler.select(step)
+        # The selector's hooks, in order (visionlab.components.sampling): prepare, select, loss_weights, extra_loss,
+        # and observe after backward; full, random and EVOS use only select and extra_loss.
+        sampler = self.sampler
+        sampler.prepare(step, model=self.model, coords=self.coords)  # e.g. INT's no-grad profile of every pixel
+        indices = sampler.select(step)
         if indices is None:
             coords, target = self.coords, self.target
         else:
             indices = indices.to(self.device)
             coords, target = self.coords[indices], self.target[indices]  # (n, 2), (n, C)
+        if sampler.wants_coordinate_grad:  # soft mining moves its samples along d loss / d coords
+            coords = coords.detach().requires_grad_()
         pred = self.model(coords)  # (n, C)
-        loss = torch.mean((pred - target) ** 2)
-        extra = self.sampler.extra_loss(step, indices, pred)
+        weights = sampler.loss_weights(step, indices, pred.detach())  # (n,) or None
+        if weights is None:
+            loss = torch.mean((pred - target) ** 2)
+        else:  # mean_i w_i mean_c (pred - target)^2, e.g. soft mining's importance weights
+            loss = torch.mean(weights.to(pred)[:, None] * (pred - target) ** 2)
+        extra = sampler.extra_loss(step, indices, pred)
         if extra is not None:
             loss = loss + extra
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sampler.wants_coordinate_grad:
+            sampler.observe(step, indices, coords.grad)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -153,10 +165,11 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
         rate = (config.lr_final / lr) ** (1.0 / config.steps)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=rate)
     target = transform(image.flat().to(device))  # (N, C) in model space
-    evos_options = dict(mutation_ratio=config.mutation_ratio, cfs_steps=config.cfs_steps)
-    sampler = build_sampler(config.sampler, target=target, height=image.height, width=image.width,
+    # Each selector takes the options it knows (EVOS: mutation ratio, CFS steps, crossover) and leaves the rest.
+    sampler = build_sampler(config.sampler, target=target, shape=(image.height, image.width),
                             total_steps=config.steps, ratio=config.ratio, scheduler=config.scheduler,
-                            seed=config.seed, **(evos_options if config.sampler == "evos" else {}))
+                            seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=config.cfs_steps,
+                            crossover=config.crossover)
     if run_dir is None:
         run_dir = new_run_dir(config.out, "fit", config.name or f"{image.name}-{config.model}-{config.sampler}")
         write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
