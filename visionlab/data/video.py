@@ -178,13 +178,18 @@ def _to_channels(values: np.ndarray, channels: int, where: str) -> np.ndarray:
     return values @ LUMA[:, None] if channels == 1 else np.repeat(values, 3, axis=-1)
 
 
-def _read_npy(path: Path, frames: int, channels: int) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array as stored (no pickles); an unreadable file is a DataError naming it."""
     try:
-        values = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except Exception as error:  # object arrays raise ValueError (allow_pickle), damaged files many kinds
         why = "holds Python objects (dtype=object), refused because unpickling can run code" \
             if "allow_pickle" in str(error) else f"cannot be read ({error})"
         raise DataError(f"{path}: {why}") from None
+
+
+def _read_npy(path: Path, frames: int, channels: int) -> np.ndarray:
+    values = load_npy(path)
     if values.ndim == 3:
         values = values[..., None]  # (T, H, W) -> (T, H, W, 1)
     if values.ndim != 4 or values.shape[3] not in (1, 3) or 0 in values.shape:
@@ -195,19 +200,31 @@ def _read_npy(path: Path, frames: int, channels: int) -> np.ndarray:
     return _to_channels(values[_frame_index(len(values), frames)], channels, str(path))
 
 
-def _read_frames(folder: Path, frames: int, channels: int) -> np.ndarray:
+def frame_files(folder: Path) -> list[Path]:
+    """The frame images of a clip folder in natural order; an error if it has none."""
     files = sorted((f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")),
                    key=_natural)  # hidden files are system litter (e.g. macOS "._f1.png"), not frames
     if not files:
         raise DataError(f"{folder}: a clip folder without frame images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_frame_images(files: list[Path]) -> list[np.ndarray]:
+    """Decode frame images to (H, W, C) float32 in [0, 1]; all must share the first one's H x W."""
+    values = [load_image(f).values.numpy() for f in files]  # (H, W, C) each, decoded and checked
+    for f, v in zip(files, values):
+        if v.shape[:2] != values[0].shape[:2]:
+            raise DataError(f"{f}: frame is {v.shape[0]}x{v.shape[1]}, but {files[0].name} of the same clip is "
+                            f"{values[0].shape[0]}x{values[0].shape[1]}")
+    return values
+
+
+def _read_frames(folder: Path, frames: int, channels: int) -> np.ndarray:
+    files = frame_files(folder)
     if len(files) < frames:
         raise DataError(f"{folder}: has {len(files)} frames, needs at least {frames}")
     picked = [files[i] for i in _frame_index(len(files), frames)]
-    values = [load_image(f).values.numpy() for f in picked]  # (H, W, C) each, decoded and checked
-    for f, v in zip(picked, values):
-        if v.shape[:2] != values[0].shape[:2]:
-            raise DataError(f"{f}: frame is {v.shape[0]}x{v.shape[1]}, but {picked[0].name} of the same clip is "
-                            f"{values[0].shape[0]}x{values[0].shape[1]}")
+    values = read_frame_images(picked)
     return np.stack([_to_channels(v, channels, str(f)) for f, v in zip(picked, values)])  # (T, H, W, C)
 
 
