@@ -252,3 +252,61 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000) -> 
     angles = t[:, None] * freqs[None]  # (B, dim/2): f_i = max_period^(-i / (dim/2))
     emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)  # (B, 2 (dim/2))
     return F.pad(emb, (0, dim % 2))  # (B, dim): an odd dim gets one zero channel
+
+
+class TimestepEmbedder(nn.Module):
+    """Diffusion time step -> conditioning vector: sinusoids (:func:`timestep_embedding`) -> Linear -> SiLU -> Linear.
+
+    DDPM's U-Net: 128 frequencies -> 512 -> 512 (Ho et al. 2020, App. B); DiT: 256 -> D -> D (Peebles & Xie 2023).
+    """
+
+    def __init__(self, *, dim: int, frequency_dim: int = 256, hidden_dim: int | None = None,
+                 max_period: float = 10000):
+        super().__init__()
+        hidden_dim = hidden_dim or dim
+        self.frequency_dim, self.max_period = frequency_dim, max_period
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Time steps (B,) (integers or fractions) -> (B, dim)."""
+        freq = timestep_embedding(t, self.frequency_dim, self.max_period)  # (B, frequency_dim)
+        return self.mlp(freq.to(self.mlp[0].weight.dtype))  # (B, dim)
+
+
+class LabelEmbedding(nn.Module):
+    """Class label -> vector, with one extra "null" row (index ``num_classes``) for classifier-free guidance.
+
+    While training, each label is replaced by the null class with probability ``dropout`` (Ho & Salimans 2022), so
+    the one network learns both p(x | y) and p(x); at sampling time ``y = num_classes`` asks for the unconditional
+    output. The table has ``num_classes + 1`` rows even when ``dropout`` is 0, so guidance is always possible.
+    """
+
+    def __init__(self, *, num_classes: int, dim: int, dropout: float = 0.1):
+        super().__init__()
+        if num_classes < 1 or not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"label embedding needs num_classes >= 1 and 0 <= dropout < 1, got "
+                              f"{num_classes} and {dropout}")
+        self.num_classes, self.dropout = num_classes, dropout
+        self.table = nn.Embedding(num_classes + 1, dim)  # row num_classes: the null class
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def drop(self, y: torch.Tensor, *, force_drop: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Labels with some replaced by the null class: at random in training, or where ``force_drop`` is True."""
+        if force_drop is None:
+            if not (self.training and self.dropout > 0):
+                return y
+            force_drop = torch.rand(y.shape, generator=generator, device=y.device) < self.dropout
+        return torch.where(force_drop.to(y.device), torch.full_like(y, self.num_classes), y)
+
+    def forward(self, y: torch.Tensor, *, force_drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Labels (B,) in [0, num_classes] (num_classes = null) -> (B, dim)."""
+        if y.dtype.is_floating_point or y.dim() != 1:
+            raise DataError(f"labels must be a 1-D integer tensor (B,), got {y.dtype} of shape {tuple(y.shape)}")
+        if not y.is_meta and ((y < 0) | (y > self.num_classes)).any():
+            raise DataError(f"labels must lie in [0, {self.num_classes}] ({self.num_classes} = null class), got "
+                            f"{y.min().item()} .. {y.max().item()}")
+        return self.table(self.drop(y, force_drop=force_drop))  # (B, dim)
