@@ -29,8 +29,8 @@ def test_fit_help_documents_every_option(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["no/such/file.png"], "no such file or sample image: no/such/file.png"),
-    (["unknown_sample"], "no such file or sample image: unknown_sample"),
+    (["no/such/file.png"], "no such file or built-in signal: no/such/file.png"),
+    (["unknown_sample"], "no such file or built-in signal: unknown_sample"),
     (["astronaut", "--size", "0"], "size"),
     (["astronaut", "--ratio", "1.5"], "ratio must be in (0, 1], got 1.5"),
     (["astronaut", "--ratio", "0"], "ratio must be in (0, 1], got 0.0"),

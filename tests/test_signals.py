@@ -56,7 +56,8 @@ def test_grid_3d_is_row_major_t_y_x():
     coords = grid_coordinates((t, h, w))
     assert coords.shape == (t * h * w, 3)
     assert coords.min() == -1 and coords.max() == 1
-    axis = lambda n: torch.linspace(-1, 1, n)
+    def axis(n):
+        return torch.linspace(-1, 1, n)
     for k in (0, 1, w, h * w, t * h * w - 1, 37):
         i, rest = divmod(k, h * w)
         j, m = divmod(rest, w)
@@ -95,7 +96,8 @@ def test_builtin_chirp():
     torch.testing.assert_close(load_signal("chirp").values, sound.values, rtol=0, atol=0)  # deterministic
     assert sound.coords().shape == (48000, 1)
     # the fundamental sweeps 100 Hz -> 2 kHz: over the first 0.1 s it is 100-163 Hz, over the last 1937-2000 Hz
-    peak = lambda x: np.argmax(np.abs(np.fft.rfft(x - 0.5))) * 10  # 0.1 s windows: bins of 10 Hz
+    def peak(x):
+        return np.argmax(np.abs(np.fft.rfft(x - 0.5))) * 10  # 0.1 s windows: bins of 10 Hz
     assert 100 <= peak(sound.values[:1600, 0].numpy()) <= 170
     assert 1930 <= peak(sound.values[-1600:, 0].numpy()) <= 2000
 

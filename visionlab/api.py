@@ -44,7 +44,28 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     if image is not None:
         values["image"] = image
     values.update(options)
-    return fit_task.fit(FitConfig(**values), callbacks=callbacks)
+    config = FitConfig(**values)
+    if Path(config.image).is_dir() and config.kind in (None, "image"):
+        return _fit_folder(config)
+    return fit_task.fit(config, callbacks=callbacks)
+
+
+def _fit_folder(config: FitConfig) -> dict:
+    """Fit every image of folder ``config.image`` with the same options, then write one table of their PSNR / SSIM
+    (``OUT/fit/NAME/table.md``); running it again continues where it stopped."""
+    from visionlab.data.datasets import image_files
+    from visionlab.trainer.experiment import Cell, run_experiment
+
+    config.validate()
+    files = image_files(config.image)
+    cells = [Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
+             for f in files]
+    record = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE + ("out", "name")}
+    name = config.name or f"{Path(config.image).name}-{config.model}-{config.sampler}"
+    result = run_experiment(name, cells, out=config.out, table={"kind": "items"}, options=record,
+                            quiet=config.quiet, task="fit")
+    return {"status": result["status"], "run_dir": result["folder"], "table": result.get("markdown", ""),
+            "rows": result.get("rows", []), "metrics": result.get("mean", {})}
 
 
 def train(model: str = "vit", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:

@@ -173,9 +173,17 @@ def run_fit(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(FitConfig, args, base=fit_preset(args.preset))
         summary = api.fit_run(**vars(config))
+    if "table" in summary:  # a folder of images: one fit each, then the table
+        if summary["status"] != "finished":
+            print("interrupted; the same command continues with the image it stopped at", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(summary["table"], end="")
+        print(f"table and runs in {summary['run_dir']}")
+        return 0
     m = summary["metrics"]
-    print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} after {m['steps']} steps, "
-          f"{m['wall_seconds']:.1f} s of training; outputs in {summary['run_dir']}")
+    quality = f"PSNR {m['psnr']:.2f} dB" + (f", SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "")
+    print(f"{quality} after {m['steps']} steps, {m['wall_seconds']:.1f} s of training; outputs in "
+          f"{summary['run_dir']}")
     if summary["status"] == "interrupted":
         print(f"interrupted; continue with: visionlab fit --resume {summary['run_dir']}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -159,7 +159,8 @@ def experiment_plan(name: str, *, images: list[str] | None = None, steps: int | 
         return cells, {"kind": "fit", "columns": columns, "reference": paper}
     if name == "digits-vit":
         cells = [("ViT (recipe digits-vit)", "", "classify", classify_recipe("digits-vit")),
-                 ("HOG + SVM", "", "features", dict(data="digits", extractor="hog", classifier="svm"))]
+                 ("HOG + SVM (same split)", "", "features",
+                  dict(data="digits", extractor="hog", classifier="svm"))]
     else:
         vivit = classify_recipe("moving-digits-vivit")
         labels = {1: "spatio-temporal", 2: "factorised encoder", 3: "factorised self-attention",

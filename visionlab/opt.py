@@ -25,10 +25,18 @@ class FitConfig:
     """Fit one image with an implicit neural representation (``visionlab fit``)."""
 
     # -- data
-    image: str = option("astronaut", "image file (PNG, JPEG, TIFF, BMP; 8/16 bit; grey, RGB, RGBA) or the name of a "
-                        "built-in sample (astronaut, camera, coffee, chelsea, ...)", positional=True)
-    size: str | None = option(None, "resize first: N makes the shorter side N pixels, HxW resizes exactly")
-    crop: str | None = option(None, "then take a centred crop of HxW pixels")
+    image: str = option("astronaut", "what to fit: an image file (PNG, JPEG, TIFF, BMP; 8/16 bit; grey, RGB, RGBA) "
+                        "or built-in sample (astronaut, camera, coffee, chelsea, ...); a folder of images (each is "
+                        "fitted, then one table); a sound (.wav, or the built-in 'chirp'); a video (.gif, .npy, a "
+                        "folder of frames with --kind video, or the built-in 'no-time-for-that')", positional=True)
+    kind: str | None = option(None, "image, audio or video (default: from the name: .wav is audio, .gif / .npy "
+                              "video; a folder is many images unless this says video)",
+                              choices=(None, "image", "audio", "video"))
+    size: str | None = option(None, "images and video frames: resize first: N makes the shorter side N pixels, HxW "
+                              "resizes exactly")
+    crop: str | None = option(None, "images: then take a centred crop of HxW pixels")
+    seconds: float | None = option(None, "audio: fit only the first this many seconds")
+    frames: int | None = option(None, "video: fit only the first this many frames")
     transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), zscore, sympower "
                             "(symmetric power transformation, Sym-Power AAAI 2025), or one of the transforms that "
                             "paper compares: gamma0.5, gamma2 (fixed powers), scale0.5, scale1, scale2 (the [-1, 1] "
@@ -40,10 +48,10 @@ class FitConfig:
                         "activations), wire (complex Gabor wavelets) or hashgrid (Instant-NGP's multiresolution hash "
                         "encoding + a small ReLU MLP)",
                         choices=("siren", "finer", "fourier", "gauss", "wire", "hashgrid"))
-    width: int = option(256, "hidden units per layer (wire: the real width it replaces, int(width / sqrt 2) complex "
-                        "units; hashgrid: the MLP after the encoding, Instant-NGP uses 64)")
-    depth: int = option(3, "hidden (width -> width) layers; SIREN 3x256 of the papers is depth 3, width 256 "
-                        "(hashgrid: Instant-NGP's two hidden layers of 64 are depth 1, width 64)")
+    width: int | None = option(None, "hidden units per layer (default 256; hashgrid: 64, the MLP after the encoding "
+                               "as Instant-NGP; wire: the real width it replaces, int(width / sqrt 2) complex units)")
+    depth: int | None = option(None, "hidden (width -> width) layers (default 3: SIREN 3x256 of the papers is depth "
+                               "3, width 256; hashgrid: 1, Instant-NGP's two hidden layers of 64)")
     # -- optimisation
     steps: int = option(5000, "optimiser steps (one step is one 'epoch' in the INR papers)")
     lr: float | None = option(None, "Adam learning rate (default: the model's usual one: siren 1e-4, finer 5e-4, "
@@ -64,8 +72,10 @@ class FitConfig:
                                                                                   "cosine"))
     mutation_ratio: float | None = option(None, "EVOS: fraction of pixels drawn uniformly each step "
                                           "(default r_0 / 2)")
-    cfs_steps: int = option(1500, "EVOS: cross-frequency supervision during this many first steps (0: EVOS "
-                            "without CFS)")
+    cfs_steps: int | None = option(None, "EVOS: cross-frequency supervision during this many first steps (0: EVOS "
+                                   "without CFS; default: 1500 as the paper for images and videos, 0 for audio, "
+                                   "where the Laplacian against the stale cached prediction held a 50 Hz tone at "
+                                   "30 dB while EVOS without CFS reached 57 dB)")
     crossover: str = option("select", "EVOS: how the kept pixels are chosen: select (the paper's frequency-guided "
                             "crossover), sum (rank by squared + frequency error) or none (squared error only)",
                             choices=("select", "sum", "none"))
@@ -82,18 +92,20 @@ class FitConfig:
 
     def validate(self) -> "FitConfig":
         """Raise ConfigError naming the first bad value; return self."""
-        for name in ("width", "steps", "eval_every", "checkpoint_every"):
+        for name in ("steps", "eval_every", "checkpoint_every"):
             _positive(name, getattr(self, name))
-        if self.depth < 0:
+        if self.width is not None:
+            _positive("width", self.width)
+        if self.depth is not None and self.depth < 0:
             raise ConfigError(f"depth must be >= 0, got {self.depth}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"ratio must be in (0, 1], got {self.ratio}")
         if self.mutation_ratio is not None and not 0.0 <= self.mutation_ratio < self.ratio:
             raise ConfigError(f"mutation ratio must be in [0, ratio = {self.ratio}), got {self.mutation_ratio}")
-        for name in ("lr", "lr_final", "threads"):
+        for name in ("lr", "lr_final", "threads", "seconds", "frames"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        if self.cfs_steps < 0:
+        if self.cfs_steps is not None and self.cfs_steps < 0:
             raise ConfigError(f"cfs steps must be >= 0, got {self.cfs_steps}")
         _check_choices(self)
         return self

@@ -11,9 +11,16 @@ low frequencies (the "spectral bias"), so INRs change the activation or the inpu
   first-layer bias spreads the neurons over more frequencies.
 - **Fourier features** (Tancik et al., NeurIPS 2020): ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]``, B ~ N(0, sigma^2),
   then a ReLU MLP.
+- **Gauss** (Ramasinghe & Lucey, ECCV 2022): the activation ``exp(-(s z)^2)``, a bump of width ~1/s around z = 0.
+- **WIRE** (Saragadam et al., CVPR 2023): the complex Gabor wavelet ``exp(j omega_0 z - |s_0 z|^2)``, an oscillation
+  (frequency omega_0) under a Gaussian window (width ~1/s_0): localised in space *and* in frequency. Every layer after
+  the first has complex weights; the output is the real part of the last (complex) linear layer.
+- **Hash grid** (Instant-NGP, Müller et al., SIGGRAPH 2022): trainable features on multiresolution grids, looked up
+  by a spatial hash and interpolated, then a small ReLU MLP (:mod:`visionlab.models.hashgrid`).
 
-Each class carries its usual learning rate as ``default_lr`` (SIREN 1e-4, FINER 5e-4, Fourier features 1e-3).
-Shape legend: N coordinates, D_in coordinate dimensions (2 for images), C output channels.
+Each class carries its usual learning rate as ``default_lr`` (SIREN 1e-4, FINER 5e-4, Fourier features 1e-3, Gauss and
+WIRE 5e-3, hash grid 1e-2); a model that needs other Adam settings says so with ``adam_betas`` / ``adam_eps``.
+Shape legend: N coordinates, D_in coordinate dimensions (2 for images), C output channels, W width.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import math
 
 import torch
 from torch import nn
+
+from visionlab.models.hashgrid import HashGrid
 
 
 class SineLayer(nn.Module):
@@ -134,17 +143,106 @@ class FourierFeatureMLP(nn.Module):
         return self.head(self.net(self.encode(coords)))
 
 
-INR_MODELS: dict[str, type[nn.Module]] = {"siren": Siren, "finer": Finer, "fourier": FourierFeatureMLP}
+class GaussLayer(nn.Module):
+    """Linear layer followed by the Gaussian exp(-(s (W x + b))^2)."""
 
-# Sizes: the papers' backbone, and a tiny one that trains on a laptop CPU in seconds (tests, quick looks).
+    def __init__(self, in_features: int, out_features: int, *, scale: float = 10.0):
+        super().__init__()
+        self.scale = scale
+        self.linear = nn.Linear(in_features, out_features)  # PyTorch's default init, as the Gauss / WIRE code
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(self.scale * self.linear(x)) ** 2)  # exp(-(s z)^2)
+
+
+class Gauss(nn.Module):
+    """Gaussian-activation MLP: a first Gaussian layer, ``depth`` hidden ones of ``width``, then a linear output."""
+
+    default_lr = 5e-3
+
+    def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
+                 scale: float = 10.0):
+        super().__init__()
+        assert depth >= 0 and width > 0, f"depth must be >= 0 and width > 0, got depth={depth}, width={width}"
+        layers = [GaussLayer(in_features, width, scale=scale)]
+        layers += [GaussLayer(width, width, scale=scale) for _ in range(depth)]
+        self.net = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
+        return self.head(self.net(coords))
+
+
+class GaborLayer(nn.Module):
+    """WIRE's layer: z = W x + b, then the complex Gabor wavelet exp(j omega_0 z - |s_0 z|^2).
+
+    The first layer has real weights (its input, the coordinates, is real); later layers are complex.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, omega0: float = 20.0, scale0: float = 10.0,
+                 is_first: bool = False):
+        super().__init__()
+        self.omega0, self.scale0 = omega0, scale0
+        # PyTorch's default init (as WIRE's code); for complex weights it draws real and imaginary parts alike
+        self.linear = nn.Linear(in_features, out_features, dtype=torch.float32 if is_first else torch.complex64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(x)  # (N, W), complex after the first layer
+        # WIRE's complex Gabor wavelet psi(z) = exp(j omega_0 z) exp(-|s_0 z|^2)
+        return torch.exp(1j * self.omega0 * z - (self.scale0 * z).abs().square())  # (N, W) complex
+
+
+class Wire(nn.Module):
+    """WIRE: a first Gabor layer, ``depth`` hidden complex Gabor layers, a complex linear output; real output.
+
+    Width convention: ``width`` is the *real* width it replaces. A complex unit holds two real numbers per weight,
+    so WIRE keeps ``int(width / sqrt 2)`` complex units (WIRE's image experiments: 256 -> 181), and its count of real
+    numbers stays close to a real network's of the same width: ``Wire(width=256, depth=3)`` has 199,287 against
+    SIREN 3x256's 198,915. Pass ``complex_width`` to set the number of complex units directly.
+
+    >>> Wire(out_features=3)(torch.zeros(5, 2)).shape
+    torch.Size([5, 3])
+    """
+
+    default_lr = 5e-3
+
+    def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
+                 omega0: float = 20.0, scale0: float = 10.0, complex_width: int | None = None):
+        super().__init__()
+        assert depth >= 0 and width > 0, f"depth must be >= 0 and width > 0, got depth={depth}, width={width}"
+        units = complex_width if complex_width is not None else max(1, int(width / math.sqrt(2)))
+        self.complex_width = units
+        first = GaborLayer(in_features, units, omega0=omega0, scale0=scale0, is_first=True)
+        hidden = [GaborLayer(units, units, omega0=omega0, scale0=scale0) for _ in range(depth)]
+        self.net = nn.Sequential(first, *hidden)
+        self.head = nn.Linear(units, out_features, dtype=torch.complex64)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """(N, D_in) coordinates in [-1, 1] -> (N, C) real values."""
+        return self.head(self.net(coords)).real  # (N, C): the real part of a complex output, as WIRE
+
+
+INR_MODELS: dict[str, type[nn.Module]] = {"siren": Siren, "finer": Finer, "fourier": FourierFeatureMLP,
+                                          "gauss": Gauss, "wire": Wire, "hashgrid": HashGrid}
+
+# Sizes: the papers' backbone, a tiny one that trains on a laptop CPU in seconds (tests, quick looks), and the MLP
+# that Instant-NGP puts after its hash encoding (two hidden ReLU layers of 64: the first, then depth = 1 more).
 INR_PRESETS: dict[str, dict] = {
-    "paper": dict(width=256, depth=3),  # "SIREN 3x256" of EVOS and Sym-Power
-    "tiny": dict(width=32, depth=2),
+    "paper": {"width": 256, "depth": 3},  # "SIREN 3x256" of EVOS and Sym-Power
+    "tiny": {"width": 32, "depth": 2},
+    "ngp": {"width": 64, "depth": 1},  # hashgrid as in the Instant-NGP paper
 }
 
 
 def build_inr(name: str, *, in_features: int, out_features: int, width: int, depth: int) -> nn.Module:
-    """The INR called ``name`` (a key of :data:`INR_MODELS`)."""
+    """The INR called ``name`` (a key of :data:`INR_MODELS`).
+
+    ``width`` and ``depth`` mean the same for every model: the first layer maps the input (coordinates, or an
+    encoding of them) to ``width`` units, then ``depth`` more (width -> width) layers, then a linear output. For
+    ``hashgrid`` that is the MLP after the hash encoding (the paper's: width 64, depth 1; the encoding keeps its
+    defaults); for ``wire``, ``width`` is the real width that its complex units replace (see :class:`Wire`).
+    """
     if name not in INR_MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(INR_MODELS)}")
     return INR_MODELS[name](in_features=in_features, out_features=out_features, width=width, depth=depth)

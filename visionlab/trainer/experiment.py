@@ -43,11 +43,11 @@ class Cell:
 
 
 def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict, options: dict,
-                   quiet: bool = False) -> dict:
-    """Run every unfinished cell, then write the table. ``table`` describes it (kind, columns); ``options`` are the
-    experiment's own options, kept in ``experiment.yaml`` so that a rerun with other options is refused rather
-    than mixed into the same table."""
-    folder = Path(out) / "experiment" / slug(name)
+                   quiet: bool = False, task: str = "experiment") -> dict:
+    """Run every unfinished cell, then write the table into ``out/task/name``. ``table`` describes it (kind:
+    fit, items or classify; columns); ``options`` are the experiment's own options, kept in ``experiment.yaml`` so
+    that a rerun with other options is refused rather than mixed into the same table."""
+    folder = Path(out) / task / slug(name)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"experiment": name, "options": options, "cells": [c.key for c in cells], "version": __version__}
     if (folder / "experiment.yaml").is_file():
@@ -72,6 +72,8 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     rows = [done[c.key] for c in cells]
     if table["kind"] == "fit":
         summary = fit_table(rows, columns=table["columns"], reference=table.get("reference"))
+    elif table["kind"] == "items":
+        summary = items_table(rows)
     else:
         summary = classify_table(rows)
     write_json(folder / "table.json", summary)
@@ -128,6 +130,20 @@ def fit_table(rows: list[dict], *, columns: list[int], reference: dict | None = 
         markdown += "\nThe paper's numbers (PSNR / SSIM at its own steps):\n\n" + "\n".join(
             f"- {row}: {cells}" for row, cells in reference.items()) + "\n"
     return {"kind": "fit", "columns": columns, "rows": table, "markdown": markdown}
+
+
+def items_table(rows: list[dict]) -> dict:
+    """One fit per row (e.g. each image of a folder): final PSNR, SSIM and training seconds, then their mean."""
+    table = [{"row": r["row"], "psnr": r["metrics"]["psnr"], "ssim": r["metrics"].get("ssim"),
+              "seconds": r["metrics"]["wall_seconds"], "run_dir": r["run_dir"]} for r in rows]
+    ssims = [e["ssim"] for e in table if e["ssim"] is not None]
+    mean = {"psnr": float(np.mean([e["psnr"] for e in table])), "ssim": float(np.mean(ssims)) if ssims else None,
+            "seconds": float(np.mean([e["seconds"] for e in table]))}
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = ["| signal | PSNR (dB) | SSIM | time (s) |", "|---|---|---|---|"]
+    lines += [f"| {e['row']} | {e['psnr']:.2f} | {fmt(e['ssim'])} | {e['seconds']:.1f} |" for e in table]
+    lines.append(f"| **mean of {len(table)}** | {mean['psnr']:.2f} | {fmt(mean['ssim'])} | {mean['seconds']:.1f} |")
+    return {"kind": "items", "rows": table, "mean": mean, "markdown": "\n".join(lines) + "\n"}
 
 
 def _at_step(history: list[dict], step: int) -> dict:

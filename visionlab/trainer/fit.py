@@ -1,12 +1,15 @@
-"""Fitting a neural field to one image: the ``fit`` task.
+"""Fitting a neural field to one signal: an image, a sound or a video (the ``fit`` task).
 
-Data flow (design.md): image file -> pixel grid (coordinates in [-1, 1]^2, values in [0, 1]) -> value transform
-(forward) -> each step the selector picks pixels -> INR -> MSE (+ the selector's extra term) -> Adam. Evaluation
-de-transforms the whole prediction, clamps it to [0, 1] and reports PSNR (peak 1) and SSIM against the original.
+Data flow (design.md): file -> sample grid (coordinates in [-1, 1]^d: (y, x) for images, (t,) for audio, (t, y, x)
+for video; values in [0, 1]) -> value transform (forward) -> each step the selector picks samples -> INR -> MSE (+ the
+selector's extra term) -> Adam. Evaluation de-transforms the whole prediction, clamps it to [0, 1] and reports PSNR
+(peak 1) and, for images and videos (mean over frames), SSIM against the original.
 
-A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, ``model.safetensors``,
-``reconstruction.png``, ``comparison.png`` (original | reconstruction | error), ``psnr_curve.png`` (PSNR against
-training seconds), ``metrics.json`` and ``summary.json``.
+A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, ``model.safetensors``, ``metrics.json``,
+``summary.json``, ``psnr_curve.png`` (PSNR against training seconds) and the reconstruction in the signal's own form:
+``reconstruction.png`` and ``comparison.png`` (original | reconstruction | error) for an image, ``reconstruction.wav``
+and ``comparison.png`` (waveforms) for audio, ``reconstruction/`` (PNG frames and a GIF) and ``comparison.png`` (the
+middle frame) for a video.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ import torch
 from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
 from visionlab.components.transforms import ValueTransform, make_transform
-from visionlab.data.images import ImageSignal, coordinate_grid, load_image, save_image
-from visionlab.models.inr import build_inr, predict_in_chunks
+from visionlab.data.signals import GridSignal, load_signal
+from visionlab.models.inr import INR_PRESETS, build_inr, predict_in_chunks
 from visionlab.trainer.base import Trainer
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import DataError
 from visionlab.util.io import new_run_dir, write_json, write_yaml
-from visionlab.util.plots import comparison_figure, curve_figure
+from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
 from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
@@ -36,23 +39,23 @@ if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the traine
 
 
 class FitTrainer(Trainer):
-    """Trains an INR on one image with a sample selector."""
+    """Trains an INR on one signal (image, audio or video) with a sample selector."""
 
     task = "fit"
 
-    def __init__(self, *, config: "FitConfig", image: ImageSignal, target: torch.Tensor, model: torch.nn.Module,
+    def __init__(self, *, config: "FitConfig", signal: GridSignal, target: torch.Tensor, model: torch.nn.Module,
                  transform: ValueTransform, sampler: Sampler, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
                          eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, quiet=config.quiet)
-        self.image = image
+        self.signal = signal
         self.model = model
         self.transform = transform
         self.sampler = sampler
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.coords = coordinate_grid(image.height, image.width, device=device)  # (N, 2)
-        self.original = image.flat().to(device)  # (N, C) in [0, 1]
+        self.coords = signal.coords(device=device)  # (N, d)
+        self.original = signal.flat().to(device)  # (N, C) in [0, 1]
         self.target = target  # (N, C): transform(original), in model space
         self.pixels_trained = 0
 
@@ -90,27 +93,32 @@ class FitTrainer(Trainer):
         return {"loss": loss.item(), "pixels": coords.shape[0], "lr": self.optimizer.param_groups[0]["lr"]}
 
     def reconstruct(self) -> torch.Tensor:
-        """The current fit as an (H, W, C) image in [0, 1]."""
+        """The current fit in the signal's layout (*shape, C), in [0, 1]."""
         self.model.eval()
         pred = self.transform.inverse(predict_in_chunks(self.model, self.coords)).clamp(0, 1)  # (N, C)
         self.model.train()
-        return pred.reshape(self.image.height, self.image.width, self.image.channels)  # (H, W, C)
+        return self.signal.unflat(pred)  # (*shape, C)
 
     def evaluate(self) -> dict[str, float]:
         recon = self.reconstruct()
-        original = self.original.reshape(recon.shape)  # (H, W, C)
-        chw = lambda x: x.permute(2, 0, 1)  # noqa: E731  (H, W, C) -> (C, H, W)
-        return {"psnr": float(psnr(recon, original)), "ssim": float(ssim(chw(recon), chw(original)))}
+        original = self.signal.unflat(self.original)  # (*shape, C)
+        metrics = {"psnr": float(psnr(recon, original))}
+        if self.signal.kind == "image":  # (H, W, C) -> (C, H, W)
+            metrics["ssim"] = float(ssim(recon.permute(2, 0, 1), original.permute(2, 0, 1)))
+        elif self.signal.kind == "video":  # (T, H, W, C) -> (T, C, H, W): SSIM of each frame, averaged
+            metrics["ssim"] = float(ssim(recon.permute(0, 3, 1, 2), original.permute(0, 3, 1, 2)))
+        return metrics
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "sampler": self.sampler.state_dict(), "transform": self.transform.state_dict(),
-                "pixels_trained": self.pixels_trained, "image_sha256": image_digest(self.image)}
+                "pixels_trained": self.pixels_trained, "image_sha256": signal_digest(self.signal)}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["image_sha256"] != image_digest(self.image):
-            raise DataError(f"{self.image.source} is not the image this run was trained on (it changed on disk?)")
+        if state["image_sha256"] != signal_digest(self.signal):
+            raise DataError(f"{self.signal.source} is not the {self.signal.kind} this run was trained on (it changed "
+                            f"on disk?)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -122,28 +130,59 @@ class FitTrainer(Trainer):
         final = self.history[-1] if self.history and self.history[-1]["step"] == self.step else None
         if final is None:  # stopped between evaluations: measure, but keep the log as an uninterrupted run has it
             final = {"step": self.step, **self.evaluate()}
-        recon = self.reconstruct().cpu().numpy()
-        original = self.image.values.numpy()
-        save_image(self.run_dir / "reconstruction.png", recon)
-        title = (f"{self.image.name}: {self.config.model} + {self.config.sampler}, {self.step} steps, "
-                 f"PSNR {final['psnr']:.2f} dB, SSIM {final['ssim']:.4f}")
-        comparison_figure(self.run_dir / "comparison.png", original, recon, title=title)
+        signal, config = self.signal, self.config
+        recon = self.reconstruct().cpu()
+        quality = f"PSNR {final['psnr']:.2f} dB" + (f", SSIM {final['ssim']:.4f}" if "ssim" in final else "")
+        title = f"{signal.name}: {config.model} + {config.sampler}, {self.step} steps, {quality}"
+        self.write_reconstruction(recon, title)
         curve_figure(self.run_dir / "psnr_curve.png",
-                     {self.config.sampler: ([r["seconds"] for r in self.history], [r["psnr"] for r in self.history])},
-                     xlabel="training time (s)", ylabel="PSNR (dB)", title=f"{self.image.name}, {self.config.model}")
+                     {config.sampler: ([r["seconds"] for r in self.history], [r["psnr"] for r in self.history])},
+                     xlabel="training time (s)", ylabel="PSNR (dB)", title=f"{signal.name}, {config.model}")
         save_weights(self.run_dir / "model.safetensors", self.model.state_dict(),
-                     metadata={"model": self.config.model, "width": str(self.config.width),
-                               "depth": str(self.config.depth), "channels": str(self.image.channels)})
-        metrics = {"psnr": final["psnr"], "ssim": final["ssim"], "wall_seconds": self.train_seconds,
+                     metadata={"model": config.model, "width": str(model_size(config)[0]),
+                               "depth": str(model_size(config)[1]),
+                               "channels": str(signal.channels), "kind": signal.kind,
+                               "shape": "x".join(map(str, signal.shape))})
+        metrics = {"psnr": final["psnr"], "ssim": final.get("ssim"), "wall_seconds": self.train_seconds,
                    "steps": self.step, "pixels_trained": self.pixels_trained, "status": status,
-                   "image": self.image.source, "height": self.image.height, "width": self.image.width,
-                   "psnr_peak": 1.0}
+                   "image": signal.source, "kind": signal.kind, "shape": list(signal.shape), "psnr_peak": 1.0}
+        if signal.kind == "image":
+            metrics.update(height=signal.shape[0], width=signal.shape[1])
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
+    def write_reconstruction(self, recon: torch.Tensor, title: str) -> None:
+        """The fit in the signal's own format, and a picture comparing it with the original."""
+        signal, original = self.signal, self.signal.values.numpy()
+        if signal.kind == "image":
+            signal.save(self.run_dir / "reconstruction.png", recon)
+            comparison_figure(self.run_dir / "comparison.png", original, recon.numpy(), title=title)
+        elif signal.kind == "video":
+            signal.save(self.run_dir / "reconstruction", recon)  # PNG frames and a GIF
+            middle = signal.shape[0] // 2
+            comparison_figure(self.run_dir / "comparison.png", original[middle], recon[middle].numpy(),
+                              title=f"{title} (frame {middle})")
+        else:
+            signal.save(self.run_dir / "reconstruction.wav", recon)
+            waveform_figure(self.run_dir / "comparison.png", original, recon.numpy(),
+                            sample_rate=signal.sample_rate, title=title)
 
-def image_digest(image: ImageSignal) -> str:
-    return hashlib.sha256(image.values.numpy().tobytes()).hexdigest()
+
+def signal_digest(signal: GridSignal) -> str:
+    return hashlib.sha256(signal.values.numpy().tobytes()).hexdigest()
+
+
+def model_size(config: "FitConfig") -> tuple[int, int]:
+    """(width, depth): the config's, else the papers' SIREN 3x256, or Instant-NGP's MLP for the hash grid."""
+    preset = INR_PRESETS["ngp" if config.model == "hashgrid" else "paper"]
+    return (config.width if config.width is not None else preset["width"],
+            config.depth if config.depth is not None else preset["depth"])
+
+
+def load_fit_signal(config: "FitConfig") -> GridSignal:
+    """The signal named by ``config.image``: an image, a sound or a video (``config.kind``, else from its name)."""
+    return load_signal(config.image, kind=config.kind, size=config.size, crop=config.crop, seconds=config.seconds,
+                       frames=config.frames)
 
 
 def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer:
@@ -153,27 +192,33 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
     seed_everything(config.seed)
-    image = load_image(config.image, size=config.size, crop=config.crop)
-    transform = make_transform(config.transform).fit(image.flat())
-    model = build_inr(config.model, in_features=2, out_features=image.channels, width=config.width,
-                      depth=config.depth).to(device)
+    signal = load_fit_signal(config)
+    # rpp's permutation follows the run's seed; the other transforms have no randomness.
+    transform = make_transform(config.transform, **({"seed": config.seed} if config.transform == "rpp" else {}))
+    transform.fit(signal.flat())
+    width, depth = model_size(config)
+    model = build_inr(config.model, in_features=len(signal.shape), out_features=signal.channels, width=width,
+                      depth=depth).to(device)
     lr = config.lr if config.lr is not None else model.default_lr
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # A model may ask for its own Adam settings (the hash grid: betas (0.9, 0.99), eps 1e-15, as Instant-NGP).
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=getattr(model, "adam_betas", (0.9, 0.999)),
+                                 eps=getattr(model, "adam_eps", 1e-8))
     scheduler = None
     if config.lr_final is not None:
         # Exponential decay lr_t = lr * (lr_final / lr)^(t / T), reaching lr_final at the last step.
         rate = (config.lr_final / lr) ** (1.0 / config.steps)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=rate)
-    target = transform(image.flat().to(device))  # (N, C) in model space
+    target = transform(signal.flat().to(device))  # (N, C) in model space
+    cfs_steps = config.cfs_steps if config.cfs_steps is not None else (0 if signal.kind == "audio" else 1500)
     # Each selector takes the options it knows (EVOS: mutation ratio, CFS steps, crossover) and leaves the rest.
-    sampler = build_sampler(config.sampler, target=target, shape=(image.height, image.width),
+    sampler = build_sampler(config.sampler, target=target, shape=signal.shape,
                             total_steps=config.steps, ratio=config.ratio, scheduler=config.scheduler,
-                            seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=config.cfs_steps,
+                            seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=cfs_steps,
                             crossover=config.crossover)
     if run_dir is None:
-        run_dir = new_run_dir(config.out, "fit", config.name or f"{image.name}-{config.model}-{config.sampler}")
+        run_dir = new_run_dir(config.out, "fit", config.name or f"{signal.name}-{config.model}-{config.sampler}")
         write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    return FitTrainer(config=config, image=image, target=target, model=model, transform=transform, sampler=sampler,
+    return FitTrainer(config=config, signal=signal, target=target, model=model, transform=transform, sampler=sampler,
                       optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device)
 
 

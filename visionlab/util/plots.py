@@ -50,6 +50,27 @@ def comparison_figure(path: str | os.PathLike, original: np.ndarray, reconstruct
     return _save(fig, path)
 
 
+def waveform_figure(path: str | os.PathLike, original: np.ndarray, reconstruction: np.ndarray, *,
+                    sample_rate: int, title: str = "") -> Path:
+    """Two sounds (T, C) in [0, 1], first channel: the whole waveforms above, a 20 ms stretch from the middle below
+    (where the fit's detail shows), and the error."""
+    a, b = np.asarray(original)[:, 0], np.asarray(reconstruction)[:, 0]
+    t = np.arange(len(a)) / sample_rate
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5.5))
+    axes[0].plot(t, a, lw=0.5, label="original")
+    axes[0].plot(t, b, lw=0.5, alpha=0.7, label="reconstruction")
+    axes[0].plot(t, a - b + 0.5, lw=0.5, alpha=0.7, label="error + 0.5")
+    middle, span = len(a) // 2, max(2, int(0.01 * sample_rate))
+    part = slice(max(0, middle - span), middle + span)
+    axes[1].plot(t[part], a[part], marker=".", ms=2, lw=0.8, label="original")
+    axes[1].plot(t[part], b[part], lw=0.8, label="reconstruction")
+    for ax in axes:
+        ax.set_xlabel("time (s)")
+        ax.legend(loc="upper right", fontsize=8)
+    axes[0].set_title(title)
+    return _save(fig, path)
+
+
 def curve_figure(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
                  xlabel: str, ylabel: str, title: str = "") -> Path:
     """One line per named (x, y) curve, e.g. PSNR against training seconds for several samplers."""
