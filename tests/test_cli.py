@@ -111,3 +111,11 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
     code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--steps", "10"])
     err = capsys.readouterr().err
     assert code == 2 and "(got steps)" in err and "only device, threads and quiet may change" in err
+
+
+@pytest.mark.parametrize("command", ["fit", "train", "features", "experiment", "shapes", "evaluate", "predict",
+                                     "sample", "evaluate-samples"])
+def test_every_help_page_renders(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse exits 0 after printing help
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and "usage: visionlab" in capsys.readouterr().out

@@ -230,3 +230,96 @@ def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[
     if not files:
         raise ConfigError("no files to predict")
     return classify_task.predict_files(run, list(files), device=device)
+
+
+# ------------------------------------------------------------------------------------------------ generative models
+
+def _check_resumed_task(resume: str | Path, task: str) -> None:
+    """Refuse to resume another task's checkpoint before loading any data."""
+    state = load_state(resume)
+    if state.get("task") != task:
+        from visionlab.util.errors import DataError
+
+        raise DataError(f"{resume} holds a {state.get('task')!r} run, not a {task!r} one")
+
+
+def diffuse(model: str = "ddpm", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+    """Train a diffusion model in pixel space (``"ddpm"``: DDPM's U-Net, ``"dit"``: a Diffusion Transformer) and
+    return the run summary; ``options`` are the fields of :class:`visionlab.opt.DiffuseConfig`. The run folder holds
+    sample grids, the loss curve and the EMA weights; :func:`sample` draws from it.
+
+    >>> run = vl.diffuse("ddpm", data="digits", steps=3000)["run_dir"]  # doctest: +SKIP
+    >>> vl.sample(run, sampler="ddim", steps=50, guidance=2.0, labels="7")  # doctest: +SKIP
+    """
+    from visionlab.opt import DiffuseConfig
+    from visionlab.trainer import diffuse as diffuse_task
+
+    if resume is not None:
+        _check_resumed_task(resume, "diffuse")
+        return _resume(DiffuseConfig, diffuse_task.train, resume, callbacks=callbacks, **options)
+    _check_options(DiffuseConfig, options)
+    return diffuse_task.train(DiffuseConfig(model=model, **options), callbacks=callbacks)
+
+
+def segment(data: str = "shapes", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+    """Train the segmentation U-Net on ``shapes`` (built in) or a folder with images/ and masks/; return the run
+    summary (``metrics``: mean IoU and Dice on the test split, per class too). ``options`` are the fields of
+    :class:`visionlab.opt.SegmentConfig`.
+
+    >>> vl.segment("shapes", epochs=20)["metrics"]["mean_iou"]  # doctest: +SKIP
+    """
+    from visionlab.opt import SegmentConfig
+    from visionlab.trainer import segment as segment_task
+
+    if resume is not None:
+        _check_resumed_task(resume, "segment")
+        return _resume(SegmentConfig, segment_task.train, resume, callbacks=callbacks, **options)
+    _check_options(SegmentConfig, options)
+    options.pop("model", None)
+    return segment_task.train(SegmentConfig(data=data, **options), callbacks=callbacks)
+
+
+def sample(run: str | Path, **options) -> dict:
+    """Generate images with a diffusion run (its folder or ``checkpoint.pt``): DDPM (all T steps) or DDIM (any
+    number), with classifier-free guidance and chosen labels. Writes a grid (.png) and the images (.npy, (N, C, H, W)
+    in [0, 1]) and returns their paths and the time taken. ``options``: the fields of
+    :class:`visionlab.opt.SampleConfig`.
+
+    >>> vl.sample("runs/diffuse/digits-ddpm", sampler="ddim", steps=50, labels="3", num=16)  # doctest: +SKIP
+    """
+    import torch
+
+    from visionlab.opt import SampleConfig
+    from visionlab.trainer import diffuse as diffuse_task
+
+    _check_options(SampleConfig, options)
+    o = SampleConfig(run=str(run), **options).validate()
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    return diffuse_task.sample_run(o.run, sampler=o.sampler, steps=o.steps, eta=o.eta, guidance=o.guidance,
+                                   labels=o.labels, num=o.num, seed=o.seed, batch_size=o.batch_size, out=o.out,
+                                   device=o.device, progress=not o.quiet)
+
+
+def evaluate_samples(run: str | Path, **options) -> dict:
+    """FID between a diffusion run's samples and the real test images in the feature space of a reference CNN that
+    visionlab trains on the same data (and caches), with the floor FID of real training images, the share of
+    confidently recognised samples and, for class-conditional runs, the accuracy on the requested labels.
+    ``options``: the fields of :class:`visionlab.opt.EvaluateSamplesConfig` (``samples`` evaluates a .npy written
+    by :func:`sample`; otherwise ``num`` images are generated).
+
+    >>> vl.evaluate_samples("runs/diffuse/digits-ddpm", num=500, steps=50)["fid"]  # doctest: +SKIP
+    """
+    import torch
+
+    from visionlab.opt import EvaluateSamplesConfig
+    from visionlab.trainer import evaluate_samples as evaluate_task
+
+    _check_options(EvaluateSamplesConfig, options)
+    o = EvaluateSamplesConfig(run=str(run), **options).validate()
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    return evaluate_task.evaluate_samples(o.run, samples=o.samples, num=o.num, sampler=o.sampler, steps=o.steps,
+                                          eta=o.eta, guidance=o.guidance, labels=o.labels, seed=o.seed,
+                                          batch_size=o.batch_size, reference_epochs=o.reference_epochs,
+                                          device=o.device, quiet=o.quiet)

@@ -51,15 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(handler=run_features)
 
     train = commands.add_parser(
-        "train", help="train a ViT (images) or ViViT (videos) classifier",
+        "train", help="train a ViT / ViViT classifier, a diffusion model (ddpm, dit) or a segmentation U-Net (unet)",
         description="Train a Vision Transformer on images or a Video Vision Transformer on clips: AdamW, warm-up "
                     "then cosine, label smoothing, optional EMA and bf16. Writes accuracy curves, the confusion "
-                    "matrix, the best and final weights and metrics to OUT/classify/NAME.")
+                    "matrix, the best and final weights and metrics to OUT/classify/NAME. 'train ddpm' and 'train "
+                    "dit' train a diffusion model (U-Net or DiT) on images: sample grids, loss curve and EMA weights "
+                    "in OUT/diffuse/NAME (options: --steps, --timesteps, --guidance, ...). 'train unet' trains the "
+                    "segmentation U-Net on shapes or a folder with images/ and masks/: mean IoU and Dice per epoch, "
+                    "prediction overlays in OUT/segment/NAME.")
     train.add_argument("--recipe", choices=sorted(CLASSIFY_RECIPES),
                        help="start from a tested recipe (manager.py); flags override it: " +
                             "; ".join(f"{k}: {_describe(v)}" for k, v in CLASSIFY_RECIPES.items()))
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped")
     add_options(train, ClassifyConfig, positional_optional=True)
+    _add_generative_options(train)
     train.set_defaults(handler=run_train)
 
     predict = commands.add_parser(
@@ -98,10 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "Example: visionlab shapes vivit --frames 16 --tubelet 2 16 16")
     add_options(shapes, ShapesConfig, positional_optional=True)
     shapes.set_defaults(handler=run_shapes)
+    _add_generative_commands(commands)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
+    task = _train_task(args)
+    _refuse_foreign_flags(args, task)
+    if task != "classify":
+        return run_generative_train(args, task)
     if args.resume:
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifyConfig) if f.name != "model"}
         if args.recipe:
@@ -187,6 +197,152 @@ def run_fit(args: argparse.Namespace) -> int:
     if summary["status"] == "interrupted":
         print(f"interrupted; continue with: visionlab fit --resume {summary['run_dir']}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ generative models
+
+GENERATIVE_MODELS = {"ddpm": "diffuse", "dit": "diffuse", "unet": "segment"}  # train's model -> task
+_TRAIN_FLAGS_OF_ITS_OWN = ("recipe", "resume", "handler", "command")
+
+
+def _generative_configs() -> dict:
+    """The config class of each task that 'visionlab train' runs."""
+    from visionlab.opt import DiffuseConfig, SegmentConfig
+
+    return {"classify": ClassifyConfig, "diffuse": DiffuseConfig, "segment": SegmentConfig}
+
+
+def _add_generative_options(train: argparse.ArgumentParser) -> None:
+    """`visionlab train ddpm|dit|unet`: the model choices, the recipes and the flags of DiffuseConfig and
+    SegmentConfig that the classifier's options do not already have."""
+
+    from visionlab.manager import DIFFUSE_RECIPES, SEGMENT_RECIPES
+
+    for action in train._actions:
+        if action.dest == "model":  # the positional MODEL: vit, vivit, then ddpm, dit, unet
+            action.choices = (*action.choices, *GENERATIVE_MODELS)
+            action.help = "vit, vivit (classifiers), ddpm, dit (diffusion) or unet (segmentation) (default: vit)"
+        elif action.dest == "recipe":
+            action.choices = sorted({*action.choices, *DIFFUSE_RECIPES, *SEGMENT_RECIPES})
+            action.help += "; " + "; ".join(f"{k}: {_describe(v)}" for k, v in
+                                            {**DIFFUSE_RECIPES, **SEGMENT_RECIPES}.items())
+    for cls in list(_generative_configs().values())[1:]:
+        scratch = argparse.ArgumentParser(add_help=False)
+        add_options(scratch, cls, positional_optional=True)
+        for action in scratch._actions:
+            if action.option_strings and not any(s in train._option_string_actions for s in action.option_strings):
+                train._add_action(action)
+
+
+def _train_task(args: argparse.Namespace) -> str:
+    """classify, diffuse or segment: from the model, else from the recipe, else from the resumed checkpoint."""
+    from visionlab.manager import DIFFUSE_RECIPES, SEGMENT_RECIPES
+    from visionlab.util.checkpoint import load_state
+
+    if args.model:
+        return GENERATIVE_MODELS.get(args.model, "classify")
+    if args.recipe in DIFFUSE_RECIPES:
+        return "diffuse"
+    if args.recipe in SEGMENT_RECIPES:
+        return "segment"
+    if args.resume:
+        task = load_state(args.resume).get("task")
+        return task if task in ("diffuse", "segment") else "classify"
+    return "classify"
+
+
+def _refuse_foreign_flags(args: argparse.Namespace, task: str) -> None:
+    """A flag of another task (e.g. --epochs for ddpm, --timesteps for vit) would be ignored: say so instead."""
+    known = {f.name for f in dataclasses.fields(_generative_configs()[task])} | set(_TRAIN_FLAGS_OF_ITS_OWN)
+    foreign = sorted(k for k, v in vars(args).items() if v is not None and k not in known)
+    if foreign:
+        model = args.model or {"classify": "vit", "diffuse": "ddpm", "segment": "unet"}[task]
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise ConfigError(f"{flags}: not an option of 'visionlab train {model}' (see its --help)")
+
+
+def run_generative_train(args: argparse.Namespace, task: str) -> int:
+    from visionlab.manager import diffuse_recipe, segment_recipe
+
+    cls = _generative_configs()[task]
+    function = api.diffuse if task == "diffuse" else api.segment
+    if args.resume:
+        if args.recipe:
+            raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
+        given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if f.name != "model"}
+        summary = function(resume=args.resume, **given)
+    else:
+        base = (diffuse_recipe if task == "diffuse" else segment_recipe)(args.recipe)
+        config = config_from_args(cls, args, base=base)
+        values = vars(config)
+        if task == "diffuse":
+            summary = api.diffuse(values.pop("model"), **values)
+        else:
+            values.pop("model")
+            summary = api.segment(values.pop("data"), **values)
+    m = summary["metrics"]
+    if task == "diffuse":
+        line = (f"test loss {m['test_loss']:.4f} (EMA weights, fixed test batch) after {m['steps']} steps, "
+                f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters")
+        if "evaluation" in m:
+            e = m["evaluation"]
+            line += f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
+        print(f"{line}; samples.png and outputs in {summary['run_dir']}")
+    else:
+        print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (chance {m['chance_mean_iou']:.4f};"
+              f" best IoU {m['best_mean_iou']:.4f} at epoch {m['best_epoch']}), {m['train_seconds']:.1f} s of "
+              f"training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
+    if summary["status"] == "interrupted":
+        print(f"interrupted; continue with: visionlab train --resume {summary['run_dir']}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _add_generative_commands(commands) -> None:
+    from visionlab.opt import EvaluateSamplesConfig, SampleConfig
+
+    sample = commands.add_parser(
+        "sample", help="generate images with a trained diffusion run (DDPM or DDIM, guidance, labels)",
+        description="Generate images with the EMA weights of a 'visionlab train ddpm|dit' run (its folder, or a "
+                    "checkpoint.pt, also of an unfinished run): DDPM's ancestral sampler over all T steps, or DDIM "
+                    "with any number of steps (50 are about 20x faster than 1000). Writes a grid (.png), the images "
+                    "(.npy, N x C x H x W in [0, 1]) and their labels into RUN/samples/. Example: visionlab sample "
+                    "runs/diffuse/digits-ddpm --sampler ddim --steps 50 --guidance 2 --labels 3,7")
+    add_options(sample, SampleConfig)
+    sample.set_defaults(handler=run_sample)
+    evaluate = commands.add_parser(
+        "evaluate-samples", help="FID, confidence and class accuracy of a diffusion run's samples",
+        description="Judge generated images in the feature space of a small reference CNN that visionlab trains on "
+                    "the run's own data (cached in $VISIONLAB_CACHE or ~/.cache/visionlab; no download): FID against "
+                    "the real test images, the floor FID of real training images at the same N, the share of "
+                    "samples recognised with probability > 0.9 and, for class-conditional runs, how often the "
+                    "recognised class is the one asked for. Writes evaluation-samples-*.json into the run folder.")
+    add_options(evaluate, EvaluateSamplesConfig)
+    evaluate.set_defaults(handler=run_evaluate_samples)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from visionlab.opt import SampleConfig
+
+    values = vars(config_from_args(SampleConfig, args))
+    result = api.sample(values.pop("run"), **values)
+    print(f"{result['num']} images ({result['sampler']}, {result['steps']} steps, guidance {result['guidance']:g}, "
+          f"seed {result['seed']}) in {result['seconds']:.1f} s: {result['grid']} and {result['images']}")
+    return 0
+
+
+def run_evaluate_samples(args: argparse.Namespace) -> int:
+    from visionlab.opt import EvaluateSamplesConfig
+
+    values = vars(config_from_args(EvaluateSamplesConfig, args))
+    m = api.evaluate_samples(values.pop("run"), **values)
+    line = (f"FID {m['fid']:.3f} against the real test images (floor: real training images {m['fid_floor']:.3f}, "
+            f"ratio {m['fid_ratio']:.2f}) with {m['samples_in_fid']} images; recognised with p > 0.9: "
+            f"{m['confident_share']:.1%} (real test images: {m['confident_share_real_test']:.1%})")
+    if "class_accuracy" in m:
+        line += f"; classified as the class asked for: {m['class_accuracy']:.1%}"
+    print(f"{line}. Reference classifier: {m['reference_test_accuracy']:.2%} test accuracy ({m['reference']})")
     return 0
 
 

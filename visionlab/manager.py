@@ -169,3 +169,42 @@ def experiment_plan(name: str, *, images: list[str] | None = None, steps: int | 
                  for k, label in labels.items()]
         cells.append(("ViT on one frame (control)", "", "classify", classify_recipe("moving-digits-frame-vit")))
     return cells, {"kind": "classify"}
+
+
+# ------------------------------------------------------------------------------------------------ generative models
+# `visionlab train ddpm|dit|unet --recipe NAME` (flags override them). Sized for a CPU; the numbers are what one
+# run measured on a shared 2-core CPU with --threads 1 ('visionlab evaluate-samples' for the FIDs).
+DIFFUSE_RECIPES: dict[str, dict] = {
+    # DDPM's U-Net (32 channels, 3 levels, attention at 8 x 8), class-conditional, on 16 x 16 digits.
+    # About 5 minutes on one CPU thread (0.22 s per step). Measured: 264 s of training; 500 DDIM-50 samples give a
+    # reference FID of 11.3 against a floor of 0.57 (ratio 20: far from the 3x target, blurry digits), 33 % of them
+    # recognised with p > 0.9 and 15.6 % classified as the class asked for (guidance 2: 16.5 %): the conditioning is
+    # barely learned this early. Longer runs are needed; not measured yet.
+    "digits-ddpm": dict(model="ddpm", data="digits", preset="digits", steps=1200, batch_size=32, lr=1e-3,
+                        warmup_steps=100, ema=0.995, sample_every=400, eval_every=100, checkpoint_every=400),
+    # DiT (4 blocks of width 128, 2 x 2 patches), class-conditional, learned variance, on 16 x 16 digits.
+    "digits-dit": dict(model="dit", data="digits", preset="digits", steps=1200, batch_size=32, lr=1e-3,
+                       warmup_steps=100, ema=0.995, sample_every=400, eval_every=100, checkpoint_every=400),
+    # The small 32 x 32 U-Net on grey texture patches (brick, grass, gravel), class-conditional.
+    "textures-ddpm": dict(model="ddpm", data="textures", preset="tiny32", steps=4000, batch_size=64, lr=1e-3,
+                          warmup_steps=200, ema=0.995, flip=True, sample_every=1000, eval_every=100,
+                          checkpoint_every=500),
+}
+
+SEGMENT_RECIPES: dict[str, dict] = {
+    # The small U-Net (16 channels, 3 poolings) on 32 x 32 shapes: background, rectangle, circle, triangle.
+    # About 2 minutes on one CPU thread. Measured: test mean IoU 0.968 (Dice 0.984; background 0.994, rectangle
+    # 0.963, circle 0.984, triangle 0.930; chance 0.216) after 113 s of training.
+    "shapes-unet": dict(model="unet", data="shapes", preset="small", epochs=30, batch_size=32, lr=3e-3,
+                        warmup_epochs=1, augment=True, dice_weight=0.5),
+}
+
+
+def diffuse_recipe(name: str | None) -> dict:
+    """The options of diffusion recipe ``name`` (an empty dict for None)."""
+    return _lookup(DIFFUSE_RECIPES, name, "diffusion recipe")
+
+
+def segment_recipe(name: str | None) -> dict:
+    """The options of segmentation recipe ``name`` (an empty dict for None)."""
+    return _lookup(SEGMENT_RECIPES, name, "segmentation recipe")

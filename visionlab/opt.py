@@ -249,6 +249,193 @@ class ShapesConfig:
     num_classes: int | None = option(None, "classes of the head (default: the preset's, 1000 / 400)")
 
 
+@dataclass
+class DiffuseConfig:
+    """Train a diffusion model in pixel space: DDPM's U-Net or a DiT (``visionlab train ddpm|dit``)."""
+
+    model: str = option("ddpm", "ddpm (DDPM's time-conditioned U-Net) or dit (Diffusion Transformer)",
+                        choices=("ddpm", "dit"), positional=True)
+    data: str = option("digits", "digits (scikit-learn's, upsampled to 16x16), textures (32x32 patches), or a path: "
+                       "a folder of class sub-folders, MNIST IDX or CIFAR files, .npz")
+    image_size: int | None = option(None, "resize images to this size (default: digits 16, others 32)")
+    preset: str | None = option(None, "network preset (default: digits for 16x16 grey images, else tiny32; DiT: "
+                                "digits, or a paper size S/2, B/4, ...); the data sets size and channels")
+    base_channels: int | None = option(None, "U-Net: channels of the first level (default: the preset's)")
+    num_res_blocks: int | None = option(None, "U-Net: residual blocks per level (default: the preset's)")
+    dropout: float | None = option(None, "U-Net: dropout inside the residual blocks (default: the preset's)")
+    dim: int | None = option(None, "DiT: token width D (default: the preset's)")
+    depth: int | None = option(None, "DiT: blocks (default: the preset's)")
+    num_heads: int | None = option(None, "DiT: attention heads (default: the preset's)")
+    patch_size: int | None = option(None, "DiT: patch size P (default: the preset's)")
+    unconditional: bool = option(False, "ignore the labels: learn p(x) only (no class choice, no guidance)")
+    class_dropout: float = option(0.1, "probability that a training label is replaced by the null class, so that "
+                                  "the model also learns p(x) (classifier-free guidance)")
+    timesteps: int = option(1000, "diffusion steps T")
+    schedule: str = option("linear", "noise schedule: linear (DDPM, beta 1e-4 .. 0.02) or cosine (Nichol & "
+                           "Dhariwal)", choices=("linear", "cosine"))
+    prediction: str = option("epsilon", "what the network predicts: epsilon, x0 or v", choices=("epsilon", "x0",
+                                                                                              "v"))
+    variance: str | None = option(None, "reverse-process variance: fixed_small (beta~), fixed_large (beta) or "
+                                  "learned_range (hybrid loss) (default: ddpm fixed_small, dit learned_range)",
+                                  choices=(None, "fixed_small", "fixed_large", "learned_range"))
+    steps: int = option(10000, "optimiser steps")
+    batch_size: int = option(64, "images per optimiser step")
+    lr: float = option(1e-3, "AdamW learning rate (after the warm-up; constant, as DDPM)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(200, "linear warm-up of the learning rate, in steps")
+    grad_clip: float | None = option(1.0, "clip the gradient norm to this (0: off)")
+    ema: float | None = option(0.999, "decay of the exponential moving average of the parameters; samples and "
+                               "model.safetensors use the average (0: off)")
+    flip: bool = option(False, "random horizontal flips (not for digits: a mirrored digit is another symbol)")
+    guidance: float = option(2.0, "classifier-free guidance scale of the sample grids of a class-conditional model "
+                             "(1: the conditional model alone)")
+    sample_every: int = option(2000, "write a grid of samples (DDIM, EMA weights) every this many steps (0: only "
+                               "at the end)")
+    sample_steps: int = option(50, "DDIM steps of those grids")
+    eval_every: int = option(100, "log the mean training loss and the EMA model's loss on a fixed test batch every "
+                             "this many steps")
+    fid_samples: int = option(0, "at the end, generate this many images (DDIM, --sample-steps) and report FID, "
+                              "confidence and class accuracy of the reference classifier (0: off)")
+    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs that support it, else off), bf16 or off",
+                      choices=("auto", "bf16", "off"))
+    test_size: float = option(0.25, "fraction held out when the data has no fixed split (stratified)")
+    seed: int = option(0, "seed of the split, the weights, the batches, t and the noise")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    checkpoint_every: int | None = option(1000, "write the training checkpoint every this many steps")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/diffuse/NAME")
+    name: str | None = option(None, "run name (default: DATA-MODEL)")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "DiffuseConfig":
+        for name in ("steps", "batch_size", "lr", "timesteps", "sample_steps", "eval_every"):
+            _positive(name, getattr(self, name))
+        for name in ("base_channels", "num_res_blocks", "dim", "depth", "num_heads", "patch_size", "image_size",
+                     "threads", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ConfigError(f"class dropout must be in [0, 1), got {self.class_dropout}")
+        if self.ema is not None and not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema decay must be in [0, 1) (0: off), got {self.ema}")
+        for name in ("warmup_steps", "sample_every", "fid_samples", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
+        if self.sample_steps > self.timesteps:
+            raise ConfigError(f"sample steps ({self.sample_steps}) cannot exceed timesteps ({self.timesteps})")
+        if self.fid_samples == 1:
+            raise ConfigError("fid samples must be 0 (off) or at least 2")
+        if not 0.0 < self.test_size < 1.0:
+            raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
+        _check_choices(self)
+        return self
+
+
+@dataclass
+class SegmentConfig:
+    """Train the segmentation U-Net (``visionlab train unet``)."""
+
+    model: str = option("unet", "unet (Ronneberger et al.)", choices=("unet",), positional=True)
+    data: str = option("shapes", "shapes (built in: random rectangles, circles and triangles with masks) or a "
+                       "folder with images/ and masks/ (same file names; mask values are class indices)")
+    image_size: int | None = option(None, "resize images and masks to this size (default: shapes 32, folders as "
+                                    "stored)")
+    train_images: int = option(1000, "shapes: training images")
+    test_images: int = option(200, "shapes: test images (drawn with a seed of their own)")
+    max_shapes: int = option(3, "shapes: at most this many shapes per image")
+    shape_kinds: str = option("rectangle,circle,triangle", "shapes: the kinds drawn, comma-separated, one class "
+                              "each after the background (rectangle, circle, triangle, ellipse)")
+    preset: str = option("small", "U-Net size: small (16 channels, 3 poolings), tiny (8, 2), or a paper one: "
+                         "milesial, bilinear")
+    base_channels: int | None = option(None, "channels of the first level (default: the preset's)")
+    depth: int | None = option(None, "number of poolings (default: the preset's)")
+    epochs: int = option(20, "passes over the training set")
+    batch_size: int = option(32, "images per optimiser step")
+    lr: float = option(3e-3, "peak AdamW learning rate (after warm-up, then cosine decay to 0)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_epochs: float = option(1.0, "linear warm-up of the learning rate, in epochs")
+    dice_weight: float = option(0.0, "add this times the soft Dice loss to the cross-entropy")
+    augment: bool = option(False, "random flips and quarter turns of image and mask together")
+    grad_clip: float | None = option(1.0, "clip the gradient norm to this (0: off)")
+    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs that support it, else off), bf16 or off",
+                      choices=("auto", "bf16", "off"))
+    test_size: float = option(0.2, "folders: fraction of the images held out for testing")
+    seed: int = option(0, "seed of the data, the split, the weights and the batches")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    checkpoint_every: int | None = option(None, "write the training checkpoint every this many steps (default: "
+                                          "every epoch)")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/segment/NAME")
+    name: str | None = option(None, "run name (default: DATA-unet)")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "SegmentConfig":
+        for name in ("epochs", "batch_size", "lr", "train_images", "test_images", "max_shapes"):
+            _positive(name, getattr(self, name))
+        for name in ("base_channels", "depth", "image_size", "threads", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.dice_weight < 0 or self.warmup_epochs < 0 or self.weight_decay < 0:
+            raise ConfigError("dice weight, warm-up epochs and weight decay must be >= 0")
+        if not 0.0 < self.test_size < 1.0:
+            raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
+        _check_choices(self)
+        return self
+
+
+@dataclass
+class SampleConfig:
+    """Generate images with a trained diffusion model (``visionlab sample``)."""
+
+    run: str = option(None, "run folder of 'visionlab train ddpm|dit' (or its checkpoint.pt)", positional=True)
+    sampler: str = option("ddim", "ddim (deterministic with eta 0, any number of steps) or ddpm (ancestral, all T "
+                          "steps)", choices=("ddpm", "ddim"))
+    steps: int | None = option(None, "DDIM steps (default 50); ddpm always runs all T")
+    eta: float = option(0.0, "DDIM's eta: 0 deterministic, 1 as noisy as DDPM")
+    guidance: float = option(1.0, "classifier-free guidance scale s (1: the conditional model, 0: unconditional, "
+                             "> 1: more like the class)")
+    labels: str | None = option(None, "comma-separated classes (indices or names), repeated to fill --num "
+                                "(default: every class in turn)")
+    num: int = option(64, "how many images")
+    seed: int = option(0, "seed of the noise: the same seed gives the same images")
+    batch_size: int = option(256, "images generated at once")
+    out: str | None = option(None, "output path without suffix (default: RUN/samples/SAMPLER-STEPS-gS-seedN)")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "SampleConfig":
+        if not self.run:
+            raise ConfigError("give the run folder (or checkpoint) to sample from")
+        for name in ("num", "batch_size"):
+            _positive(name, getattr(self, name))
+        for name in ("steps", "threads"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"eta must be in [0, 1], got {self.eta}")
+        _check_choices(self)
+        return self
+
+
+@dataclass
+class EvaluateSamplesConfig(SampleConfig):
+    """FID, confidence and class accuracy of generated images in a reference classifier's feature space
+    (``visionlab evaluate-samples``)."""
+
+    samples: str | None = option(None, "a .npy of images written by 'visionlab sample' (default: generate --num "
+                                 "images with the sampler options)")
+    num: int = option(500, "how many images to generate (and real images per FID set, at most the test split)")
+    reference_epochs: int = option(30, "epochs of the reference classifier when it is trained (it is cached)")
+
+    def validate(self) -> "EvaluateSamplesConfig":
+        super().validate()
+        _positive("reference_epochs", self.reference_epochs)
+        if self.num < 2:
+            raise ConfigError(f"FID needs at least 2 images, got num {self.num}")
+        return self
+
+
 def _check_choices(config) -> None:
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
@@ -272,7 +459,8 @@ def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bo
     told apart from defaults (see :func:`config_from_args`)."""
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        meta = f.metadata
+        # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
+        meta = {**f.metadata, "help": f.metadata["help"].replace("%", "%%")}
         kind = _base_type(hints[f.name])
         default_text = "" if f.default is None else f" (default: {f.default})"
         if meta.get("positional"):

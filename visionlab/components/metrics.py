@@ -1,4 +1,4 @@
-"""Image-quality metrics in torch: MSE, PSNR and SSIM.
+"""Metrics: image quality (MSE, PSNR, SSIM), segmentation (IoU, Dice) and FID in a given feature space.
 
 For a prediction x and a target y with values in a range of width R (R = 1 for [0, 1] images):
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -153,3 +154,122 @@ def ssim(
     if reduction == "none" and pred.ndim == 4:
         return per_image
     return per_image.mean()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Segmentation: IoU and Dice per class, from one confusion matrix over a whole split
+# ---------------------------------------------------------------------------------------------------------------------
+#
+#   IoU_k  = |P_k ∩ T_k| / |P_k ∪ T_k| = TP / (TP + FP + FN)          (Jaccard index of class k)
+#   Dice_k = 2 |P_k ∩ T_k| / (|P_k| + |T_k|) = 2 TP / (2 TP + FP + FN)  (= F1; Dice = 2 IoU / (1 + IoU))
+#
+# Counted over every pixel of the split at once (not averaged per image), the usual protocol (PASCAL VOC). A class that
+# occurs neither in the prediction nor in the truth has no score (NaN) and is left out of the means.
+
+def segmentation_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Pixel counts (num_classes, num_classes), rows: true class, columns: predicted; labels (...) int in [0, K)."""
+    _check_pair(pred, target)
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    for name, labels in (("prediction", pred), ("target", target)):
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise MetricInputError(f"{name} labels must lie in [0, {num_classes}), got {labels.min().item()} .. "
+                                   f"{labels.max().item()}")
+    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).cpu()
+
+
+def segmentation_scores(confusion: torch.Tensor) -> dict:
+    """IoU and Dice of each class and their means (over classes that occur) from a confusion matrix (K, K)."""
+    confusion = torch.as_tensor(confusion, dtype=torch.float64)
+    tp = confusion.diagonal()
+    fp = confusion.sum(dim=0) - tp  # predicted k, truly another class
+    fn = confusion.sum(dim=1) - tp  # truly k, predicted another class
+    union = tp + fp + fn
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))  # TP / (TP + FP + FN)
+    dice = torch.where(union > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.full_like(tp, float("nan")))
+    present = union > 0
+    return {"iou": iou.tolist(), "dice": dice.tolist(),
+            "mean_iou": iou[present].mean().item() if present.any() else float("nan"),
+            "mean_dice": dice[present].mean().item() if present.any() else float("nan"),
+            "pixel_accuracy": (tp.sum() / confusion.sum().clamp(min=1)).item()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FID: the Fréchet distance between two Gaussians fitted to features (Heusel et al. 2017)
+# ---------------------------------------------------------------------------------------------------------------------
+#
+#   FID = || mu_1 - mu_2 ||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
+#
+# mu, S: mean and covariance (unbiased, N - 1) of the feature vectors of each set. The features come from a network
+# the caller chooses (Inception-v3's pool layer in the paper; visionlab uses a small classifier it trains on the same
+# data, so no download). The value depends on that network and on the number of samples (it is biased upwards for
+# small N): compare FIDs only within one feature space and at equal N.
+
+def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) of features (N, D), in float64 NumPy."""
+    x = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else \
+        np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise MetricInputError(f"features must be (N, D) with N >= 2, got shape {tuple(x.shape)}")
+    if not np.isfinite(x).all():
+        raise MetricInputError("features contain NaN or infinity")
+    return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6) -> float:
+    """|| mu1 - mu2 ||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), with scipy.linalg.sqrtm, numerically guarded.
+
+    Guards: if sqrt(S1 S2) is not finite, not accurate (|| X X - S1 S2 ||_F > 1e-5 || S1 S2 ||_F) or clearly complex
+    (a singular product, e.g. fewer samples than dimensions), it is computed again with ``eps`` I added to both
+    covariances; the tiny imaginary part left by round-off is dropped; a result below 0 by round-off is reported as 0.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64)), np.atleast_2d(np.asarray(sigma2,
+                                                                                                   dtype=np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise MetricInputError(f"statistics do not match: means {mu1.shape}, {mu2.shape}; covariances "
+                               f"{sigma1.shape}, {sigma2.shape}")
+    diff = mu1 - mu2
+    covmean = _sqrtm_product(sigma1, sigma2)  # (S1 S2)^(1/2)
+    if covmean is None:
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = _sqrtm_product(sigma1 + offset, sigma2 + offset, strict=False)
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)  # FID
+    return float(max(value, 0.0))
+
+
+def _sqrtm_product(a: np.ndarray, b: np.ndarray, *, strict: bool = True) -> np.ndarray | None:
+    """The real square root of a b (two covariances), or None if it is not finite, inaccurate or clearly complex
+    (``strict=False``: a complex one is an error, an inaccurate one is accepted)."""
+    import warnings
+
+    from scipy import linalg
+
+    product = a @ b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "matrix is singular": checked below instead
+        root = linalg.sqrtm(product)
+    if not np.isfinite(root).all():
+        if strict:
+            return None
+        raise MetricInputError("the matrix square root of the covariance product is not finite")
+    scale = max(np.abs(root).max(), 1e-12)
+    if np.iscomplexobj(root) and np.abs(root.imag).max() > 1e-3 * scale:
+        if strict:
+            return None
+        raise MetricInputError(f"the matrix square root has a large imaginary part "
+                               f"({np.abs(root.imag).max():.3g}); too few samples for {a.shape[0]} features?")
+    root = root.real
+    error = np.linalg.norm(root @ root - product) / max(np.linalg.norm(product), 1e-300)
+    return None if strict and error > 1e-5 else root
+
+
+def fid(features_a, features_b, *, eps: float = 1e-6) -> float:
+    """FID between two sets of features (N_a, D) and (N_b, D) (tensors or arrays)."""
+    mu1, sigma1 = feature_statistics(features_a)
+    mu2, sigma2 = feature_statistics(features_b)
+    if mu1.shape != mu2.shape:
+        raise MetricInputError(f"feature widths differ: {mu1.size} and {mu2.size}")
+    return frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps)

@@ -1,0 +1,244 @@
+"""Judging generated images without downloads: FID and more in the feature space of a reference classifier.
+
+The protocol (written down, as users.md #8 asks):
+
+1. **Reference classifier.** A small CNN (:class:`visionlab.models.cnn.SmallCNN`) is trained by visionlab on the
+   training split of the *same* data the generator learned from (same size, same split), with light affine
+   augmentation. It is cached under ``$VISIONLAB_CACHE/reference/`` (default ``~/.cache/visionlab/reference/``) as
+   safetensors whose metadata holds the data's name, a SHA-256 hash of its tensors, the classifier's config and test
+   accuracy; a missing file, or one whose hash does not match the data, is trained again.
+2. **Features.** The classifier's penultimate layer (128 numbers per image) replaces Inception-v3's pool layer.
+3. **FID** between N generated images and the real *test* images, and the **floor**: the FID of N real *training*
+   images against the same test images. Real data is as good as a generator can get, so the floor is the target;
+   both FIDs use the same N (FID is biased upwards for small N), capped by the training split's size. FID values
+   of this feature space cannot be compared with Inception FIDs of papers.
+4. **Confidence**: the share of generated images whose top class probability exceeds 0.9 (and the same share for
+   the real test images, for scale).
+5. **Class accuracy** (class-conditional models): how often the classifier's top class is the label that was asked
+   for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from visionlab.components.metrics import fid
+from visionlab.data.classification import ClassificationData
+from visionlab.models.cnn import CNNConfig, SmallCNN
+from visionlab.models.diffusion import GaussianDiffusion
+from visionlab.trainer.classify import random_affine
+from visionlab.trainer.diffuse import diffusion_data, generate, load_diffusion_run, parse_labels, to_unit
+from visionlab.util.checkpoint import save_weights
+from visionlab.util.device import pick_device
+from visionlab.util.errors import DataError
+from visionlab.util.io import slug, write_json
+from visionlab.util.version import __version__
+
+REFERENCE_VERSION = "1"  # bump when the classifier or its training changes: cached ones are then retrained
+CONFIDENT = 0.9  # a sample is "recognised" when the top class has a probability above this
+
+
+def cache_dir() -> Path:
+    """``$VISIONLAB_CACHE`` or ``~/.cache/visionlab``."""
+    return Path(os.environ.get("VISIONLAB_CACHE") or Path.home() / ".cache" / "visionlab")
+
+
+def data_hash(data: ClassificationData) -> str:
+    """SHA-256 of the split's tensors and class names: a cached classifier is reused only for the same data."""
+    h = hashlib.sha256()
+    for t in (data.train_x, data.train_y, data.test_x, data.test_y):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    h.update(json.dumps(list(data.class_names)).encode())
+    return h.hexdigest()
+
+
+def _batches(x: torch.Tensor, size: int = 512):
+    for i in range(0, len(x), size):
+        yield x[i:i + size]
+
+
+def train_reference(data: ClassificationData, *, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3,
+                    seed: int = 0, device: torch.device | str = "cpu", quiet: bool = True) -> tuple[SmallCNN, float]:
+    """Train the reference CNN on the training split (inputs in [-1, 1]); return it (eval mode) and its test accuracy.
+
+    Its own random generators are forked, so training it leaves the caller's random state alone.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    c = data.train_x.shape[1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallCNN(config=CNNConfig(in_channels=c, num_classes=len(data.class_names))).to(device)
+        n = len(data.train_y)
+        steps_per_epoch = math.ceil(n / batch_size)
+        total = epochs * steps_per_epoch
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.1)
+        g = torch.Generator().manual_seed(seed)
+        for _ in tqdm(range(epochs), desc="reference classifier", disable=quiet, leave=False):
+            order = torch.randperm(n, generator=g)
+            for i in range(steps_per_epoch):
+                index = order[i * batch_size:(i + 1) * batch_size]
+                x = random_affine(data.train_x[index], g, translate=0.08, rotate=8, scale=0.08, shear=4)
+                loss = F.cross_entropy(model(x.to(device) * 2 - 1), data.train_y[index].to(device),
+                                       label_smoothing=0.05)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+    model.eval()
+    _, probs = classify(model, data.test_x, device=device)
+    accuracy = (probs.argmax(dim=1) == data.test_y).float().mean().item()
+    return model, accuracy
+
+
+@torch.no_grad()
+def classify(model: SmallCNN, images: torch.Tensor, *, device: torch.device | str = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, C, H, W) in [0, 1] -> features (N, D) and class probabilities (N, K) of the reference CNN."""
+    model.eval()
+    features, probs = [], []
+    for x in _batches(images):
+        f = model.forward_features(x.to(device).float() * 2 - 1)  # (B, D)
+        features.append(f.double().cpu())
+        probs.append(torch.softmax(model.forward_head(f).double(), dim=1).cpu())
+    return torch.cat(features), torch.cat(probs)
+
+
+def reference_classifier(data: ClassificationData, *, epochs: int = 30, seed: int = 0,
+                         device: torch.device | str = "cpu", quiet: bool = True) -> tuple[SmallCNN, dict]:
+    """The cached reference CNN for ``data`` (trained and cached if missing or stale) and its metadata."""
+    from safetensors import safe_open
+
+    digest = data_hash(data)
+    c, h, w = data.train_x.shape[1:]
+    path = cache_dir() / "reference" / f"{slug(data.name)}-{c}x{h}x{w}-{digest[:12]}.safetensors"
+    if path.is_file():
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                weights = {k: f.get_tensor(k) for k in f.keys()}
+            if meta.get("data_hash") == digest and meta.get("reference_version") == REFERENCE_VERSION:
+                with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's state
+                    model = SmallCNN(config=CNNConfig(**json.loads(meta["config"])))
+                model.load_state_dict(weights)
+                return model.to(device).eval(), {**meta, "path": str(path), "cached": True}
+        except Exception:  # a damaged or foreign cache file is simply trained again
+            pass
+    start = time.perf_counter()
+    model, accuracy = train_reference(data, epochs=epochs, seed=seed, device=device, quiet=quiet)
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(model.config).items()}
+    meta = {"data": data.name, "data_hash": digest, "config": json.dumps(config), "test_accuracy": f"{accuracy:.6f}",
+            "epochs": str(epochs), "seed": str(seed), "reference_version": REFERENCE_VERSION,
+            "train_seconds": f"{time.perf_counter() - start:.2f}", "visionlab": __version__}
+    save_weights(path, model.state_dict(), metadata=meta)
+    return model, {**meta, "path": str(path), "cached": False}
+
+
+def sample_metrics(images: torch.Tensor, data: ClassificationData, classifier: SmallCNN, *,
+                   labels: torch.Tensor | None = None, seed: int = 0,
+                   device: torch.device | str = "cpu") -> dict:
+    """FID against the real test images, the floor (real training images vs test at the same N), confidence and
+    class accuracy of ``images`` (N, C, H, W) in [0, 1]."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(data.train_x.shape[1:]):
+        raise DataError(f"samples of shape {tuple(images.shape[1:])} do not match the data's "
+                        f"{tuple(data.train_x.shape[1:])} (channels, height, width)")
+    if len(images) < 2:
+        raise DataError("FID needs at least 2 samples")
+    n = min(len(images), len(data.train_x))
+    real_train = data.train_x[torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:n]]
+    f_gen, p_gen = classify(classifier, images, device=device)
+    f_train, _ = classify(classifier, real_train, device=device)
+    f_test, p_test = classify(classifier, data.test_x, device=device)
+    value, floor = fid(f_gen[:n], f_test), fid(f_train, f_test)
+    metrics = {"fid": value, "fid_floor": floor, "fid_ratio": value / floor if floor > 0 else float("inf"),
+               "samples": len(images), "samples_in_fid": n, "real_test_images": len(data.test_x),
+               "confident_share": (p_gen.max(dim=1).values > CONFIDENT).double().mean().item(),
+               "confident_share_real_test": (p_test.max(dim=1).values > CONFIDENT).double().mean().item(),
+               "predicted_class_histogram": torch.bincount(p_gen.argmax(dim=1),
+                                                           minlength=len(data.class_names)).tolist()}
+    if labels is not None:
+        labels = torch.as_tensor(labels).long()
+        if len(labels) != len(images):
+            raise DataError(f"{len(labels)} labels for {len(images)} samples")
+        metrics["class_accuracy"] = (p_gen.argmax(dim=1) == labels).double().mean().item()
+        metrics["class_accuracy_real_test"] = (p_test.argmax(dim=1) == data.test_y).double().mean().item()
+    return metrics
+
+
+def evaluate_model(model: torch.nn.Module, diffusion: GaussianDiffusion, info: dict, *,
+                   data: ClassificationData | None = None, num: int = 500, labels: torch.Tensor | None = None,
+                   sampler: str = "ddim", steps: int | None = None, eta: float = 0.0, guidance: float = 1.0,
+                   seed: int = 0, batch_size: int = 256, reference_epochs: int = 30,
+                   device: torch.device | str = "cpu", quiet: bool = True) -> dict:
+    """Generate ``num`` images with ``model`` and measure them (see the module docstring)."""
+    data = data or run_data(info)
+    classifier, meta = reference_classifier(data, epochs=reference_epochs, device=device, quiet=quiet)
+    start = time.perf_counter()
+    x = generate(model, diffusion, (num, *info["sample_shape"]), labels=labels, sampler=sampler, steps=steps,
+                 eta=eta, guidance=guidance, null_class=getattr(model, "null_class", None),
+                 generator=torch.Generator().manual_seed(seed), batch_size=batch_size, device=device,
+                 progress=not quiet)
+    seconds = time.perf_counter() - start
+    metrics = sample_metrics(to_unit(x), data, classifier, labels=labels, seed=seed, device=device)
+    n_steps = diffusion.num_timesteps if sampler == "ddpm" else (steps or 50)
+    return {**metrics, "sampler": sampler, "steps": n_steps, "eta": eta, "guidance": guidance, "seed": seed,
+            "sampling_seconds": seconds, "reference_test_accuracy": float(meta["test_accuracy"]),
+            "reference": meta["path"]}
+
+
+def run_data(info: dict) -> ClassificationData:
+    """The data (and split) a diffusion run was trained on, from its ``model.json`` record."""
+    return diffusion_data(info["data"], image_size=info["image_size"], seed=info.get("seed", 0),
+                          test_size=info.get("test_size", 0.25))
+
+
+def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num: int = 500, sampler: str = "ddim",
+                     steps: int | None = None, eta: float = 0.0, guidance: float = 1.0, labels=None, seed: int = 0,
+                     batch_size: int = 256, reference_epochs: int = 30, device: str = "auto",
+                     quiet: bool = True) -> dict:
+    """FID (and its floor), confidence and class accuracy of a diffusion run's samples: the images of ``samples``
+    (a ``.npy`` written by :func:`~visionlab.trainer.diffuse.sample_run`, with its ``.labels.npy`` if there is one),
+    or ``num`` new ones. Writes ``evaluation-samples-TAG.json`` into the run folder and returns the metrics."""
+    torch_device = pick_device(device)
+    model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
+    data = run_data(info)
+    if samples is not None:
+        path = Path(samples)
+        if not path.is_file():
+            raise DataError(f"no such samples file: {path}")
+        try:
+            images = torch.from_numpy(np.load(path).astype(np.float32))
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read samples {path}: {e}") from None
+        if images.ndim != 4 or images.min() < 0 or images.max() > 1:
+            raise DataError(f"{path}: expected images (N, C, H, W) in [0, 1] as 'visionlab sample' writes them")
+        label_file = path.with_name(path.name[:-len(".npy")] + ".labels.npy") if path.name.endswith(".npy") else None
+        y = torch.from_numpy(np.load(label_file)) if label_file is not None and label_file.is_file() else None
+        classifier, meta = reference_classifier(data, epochs=reference_epochs, device=torch_device, quiet=quiet)
+        metrics = {**sample_metrics(images, data, classifier, labels=y, seed=seed, device=torch_device),
+                   "samples_file": str(path), "reference_test_accuracy": float(meta["test_accuracy"]),
+                   "reference": meta["path"]}
+        tag = path.name.removesuffix(".npy")
+    else:
+        y = parse_labels(labels, info, num)
+        if y is None and guidance != 1.0:
+            raise DataError("guidance needs a class-conditional model; this one is unconditional")
+        metrics = evaluate_model(model, diffusion, info, data=data, num=num, labels=y, sampler=sampler, steps=steps,
+                                 eta=eta, guidance=guidance, seed=seed, batch_size=batch_size,
+                                 reference_epochs=reference_epochs, device=torch_device, quiet=quiet)
+        tag = f"{sampler}-{metrics['steps']}-g{guidance:g}-n{num}-seed{seed}"
+    metrics["run"] = str(folder)
+    write_json(folder / f"evaluation-samples-{tag}.json", metrics)
+    return metrics

@@ -1,0 +1,255 @@
+"""Training the segmentation U-Net (the ``segment`` task).
+
+Data flow (design.md): ``shapes`` (or a folder of images and masks) -> images (N, C, H, W) in [0, 1] and masks
+(N, H, W) of class indices -> seeded shuffled batches (optionally flipped and turned, image and mask together) ->
+U-Net -> per-pixel cross-entropy (+ soft Dice) -> AdamW with warm-up then cosine decay -> every epoch, on the test
+split: the confusion matrix over all pixels -> IoU and Dice per class, their means (components/metrics.py).
+
+Soft Dice loss (Milletari et al. 2016), per class k over the batch's pixels, with p the softmax and t the one-hot
+truth: 1 - (2 sum p t + 1) / (sum p + sum t + 1), averaged over classes.
+
+A run folder holds ``config.yaml``, ``metrics.jsonl`` (per epoch: loss, mean IoU, mean Dice, pixel accuracy),
+``checkpoint.pt``, ``best.safetensors`` (best mean IoU), ``model.safetensors`` (final), ``model.json``,
+``predictions.png`` (test images | truth | prediction, masks coloured over the image), ``curves.png``,
+``metrics.json`` (per-class IoU and Dice, the confusion matrix) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from visionlab.components.metrics import segmentation_confusion, segmentation_scores
+from visionlab.data.images import save_image
+from visionlab.data.shapes import SegmentationData, segmentation_data
+from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
+from visionlab.trainer.base import Trainer
+from visionlab.util.checkpoint import save_weights
+from visionlab.util.device import pick_device
+from visionlab.util.errors import ConfigError
+from visionlab.util.io import new_run_dir, write_json, write_yaml
+from visionlab.util.plots import curve_figure
+from visionlab.util.seed import seed_everything
+
+if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
+    from visionlab.opt import SegmentConfig
+
+# CPU-sized sizes on top of models/unet.py's presets: (base preset, overrides).
+EXTRA_PRESETS = {"small": ("tiny", dict(base_channels=16, depth=3))}
+
+# Mask colours of the overlays: background transparent, then distinct colours.
+PALETTE = torch.tensor([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.2, 0.4, 1.0], [1.0, 0.9, 0.1],
+                        [0.9, 0.2, 0.9], [0.1, 0.9, 0.9], [1.0, 0.6, 0.1], [0.6, 0.3, 0.1], [0.6, 0.6, 0.6]])
+
+
+def build_unet(config: "SegmentConfig", in_channels: int, num_classes: int) -> UNet:
+    """The U-Net of the preset (models/unet.py, or ``small``) for the data's channels and classes."""
+    base, overrides = EXTRA_PRESETS.get(config.preset, (config.preset, {}))
+    if base not in UNET_PRESETS:
+        raise ConfigError(f"unknown U-Net preset {config.preset!r}; choose from "
+                          f"{', '.join([*EXTRA_PRESETS, *UNET_PRESETS])}")
+    sizes = {k: getattr(config, k) for k in ("base_channels", "depth") if getattr(config, k) is not None}
+    return UNet(config=unet_config(base, **{**overrides, **sizes, "in_channels": in_channels,
+                                            "num_classes": num_classes}))
+
+
+def model_input(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> [-1, 1]."""
+    return x * 2 - 1
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice, averaged over classes: logits (B, K, H, W), target (B, H, W) -> scalar."""
+    k = logits.shape[1]
+    p = logits.softmax(dim=1)  # (B, K, H, W)
+    t = F.one_hot(target, k).permute(0, 3, 1, 2).to(p.dtype)  # (B, K, H, W)
+    inter = (p * t).sum(dim=(0, 2, 3))  # (K,)
+    return (1 - (2 * inter + 1) / (p.sum(dim=(0, 2, 3)) + t.sum(dim=(0, 2, 3)) + 1)).mean()
+
+
+def flip_and_turn(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example flipped left-right at random and turned by a random multiple of 90 degrees (square images),
+    image (B, C, H, W) and mask (B, H, W) alike."""
+    xs, ys = [], []
+    square = x.shape[-1] == x.shape[-2]
+    flips = torch.rand(len(x), generator=generator) < 0.5
+    turns = torch.randint(0, 4 if square else 1, (len(x),), generator=generator)
+    for xi, yi, f, k in zip(x, y, flips.tolist(), turns.tolist()):
+        if f:
+            xi, yi = xi.flip(-1), yi.flip(-1)
+        xs.append(torch.rot90(xi, k, dims=(-2, -1)))
+        ys.append(torch.rot90(yi, k, dims=(-2, -1)))
+    return torch.stack(xs), torch.stack(ys)
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.55) -> torch.Tensor:
+    """Image (C, H, W) in [0, 1] and mask (H, W) -> (H, W, 3): the class colours blended over the (grey) image."""
+    rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+    colour = PALETTE[mask % len(PALETTE)].permute(2, 0, 1)  # (3, H, W)
+    blend = torch.where(mask[None] > 0, (1 - alpha) * rgb + alpha * colour, rgb)
+    return blend.permute(1, 2, 0)  # (H, W, 3)
+
+
+class SegmentTrainer(Trainer):
+    """Trains a segmentation U-Net; evaluates mean IoU and Dice on the test split every epoch."""
+
+    task = "segment"
+
+    def __init__(self, *, config: "SegmentConfig", data: SegmentationData, model: UNet, run_dir: Path,
+                 device: torch.device):
+        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
+        total = config.epochs * self.steps_per_epoch
+        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
+                         eval_every=self.steps_per_epoch,
+                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet)
+        self.data, self.model = data, model
+        decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases and BatchNorm
+        rest = [p for p in model.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                            {"params": rest, "weight_decay": 0.0}], lr=config.lr)
+        warmup = max(1, round(config.warmup_epochs * self.steps_per_epoch))
+        schedule = lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(  # noqa: E731
+            math.pi * (t - warmup) / max(1, total - warmup)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda"
+                                        and torch.cuda.is_bf16_supported())
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else \
+            contextlib.nullcontext
+        self.best = {"mean_iou": -1.0, "epoch": 0}
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + epoch))
+        return order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        index = self.batch(step)
+        x, y = self.data.train_x[index], self.data.train_y[index]
+        if self.config.augment:
+            x, y = flip_and_turn(x, y, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
+        x, y = model_input(x).to(self.device), y.to(self.device)
+        with self.autocast():
+            logits = self.model(x)  # (B, K, H, W)
+        loss = F.cross_entropy(logits.float(), y)
+        if self.config.dice_weight:
+            loss = loss + self.config.dice_weight * soft_dice_loss(logits.float(), y)
+        self.check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
+                "epoch": step // self.steps_per_epoch}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] -> predicted masks (N, H, W)."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(x), batch_size):
+            with self.autocast():
+                out.append(self.model(model_input(x[i:i + batch_size]).to(self.device)).argmax(dim=1).cpu())
+        self.model.train()
+        return torch.cat(out)
+
+    def scores(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        predicted = self.predict(self.data.test_x)
+        confusion = segmentation_confusion(predicted, self.data.test_y, self.data.num_classes)
+        return segmentation_scores(confusion), confusion, predicted
+
+    def evaluate(self) -> dict[str, float]:
+        scores, _, _ = self.scores()
+        epoch = math.ceil(self.step / self.steps_per_epoch)
+        if scores["mean_iou"] > self.best["mean_iou"]:
+            self.best = {"mean_iou": scores["mean_iou"], "epoch": epoch}
+            save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
+        return {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
+                "pixel_accuracy": scores["pixel_accuracy"], "best_mean_iou": self.best["mean_iou"]}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best": self.best,
+                "class_names": self.data.class_names}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.best = dict(state["best"])
+
+    def finish(self, status: str) -> dict:
+        scores, confusion, predicted = self.scores()
+        names = self.data.class_names
+        title = f"{self.data.name}: U-Net, mean IoU {scores['mean_iou']:.3f}"
+        rows = [torch.cat([overlay(x, torch.zeros_like(m)), overlay(x, m), overlay(x, p)], dim=1)
+                for x, m, p in zip(self.data.test_x[:8], self.data.test_y[:8], predicted[:8])]  # (H, 3 W, 3) each
+        grid = torch.cat(rows, dim=0)  # image | truth | prediction, one test image per row
+        scale = max(1, math.ceil(256 / grid.shape[1]))
+        grid = F.interpolate(grid.permute(2, 0, 1)[None], scale_factor=scale, mode="nearest")[0].permute(1, 2, 0)
+        save_image(self.run_dir / "predictions.png", grid)
+        epochs = [r["step"] / self.steps_per_epoch for r in self.history]
+        if self.history:
+            curve_figure(self.run_dir / "curves.png", {
+                "test mean IoU": (epochs, [r["mean_iou"] for r in self.history]),
+                "test mean Dice": (epochs, [r["mean_dice"] for r in self.history]),
+                "train loss (last batch)": (epochs, [r["loss"] for r in self.history])},
+                xlabel="epoch", ylabel="IoU / Dice / loss", title=title)
+        save_weights(self.run_dir / "model.safetensors", self.model.state_dict())
+        write_json(self.run_dir / "model.json", {
+            "task": self.task, "model": "unet", "model_config": dataclasses.asdict(self.model.config),
+            "class_names": names, "sample_shape": list(self.data.sample_shape)})
+        epochs_done = self.step / self.steps_per_epoch
+        metrics = {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
+                   "pixel_accuracy": scores["pixel_accuracy"],
+                   "iou": dict(zip(names, scores["iou"])), "dice": dict(zip(names, scores["dice"])),
+                   "chance_mean_iou": chance_mean_iou(self.data),
+                   "best_mean_iou": self.best["mean_iou"], "best_epoch": self.best["epoch"], "epochs": epochs_done,
+                   "train_seconds": self.train_seconds,
+                   "seconds_per_epoch": self.train_seconds / max(epochs_done, 1e-9),
+                   "parameters": sum(p.numel() for p in self.model.parameters()),
+                   "train_images": len(self.data.train_y), "test_images": len(self.data.test_y), "status": status,
+                   "confusion": confusion}
+        write_json(self.run_dir / "metrics.json", metrics)
+        return {k: v for k, v in metrics.items() if k != "confusion"}
+
+
+def chance_mean_iou(data: SegmentationData) -> float:
+    """Mean IoU of the best constant guess (every pixel: the most frequent training class): the floor to beat."""
+    k = int(torch.bincount(data.train_y.reshape(-1), minlength=data.num_classes).argmax())
+    confusion = segmentation_confusion(torch.full_like(data.test_y, k), data.test_y, data.num_classes)
+    return segmentation_scores(confusion)["mean_iou"]
+
+
+def build_segment(config: "SegmentConfig", *, run_dir: Path | None = None) -> SegmentTrainer:
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    data = segmentation_data(config.data, image_size=config.image_size, train=config.train_images,
+                             test=config.test_images, max_shapes=config.max_shapes, kinds=config.shape_kinds,
+                             test_size=config.test_size, seed=config.seed)
+    model = build_unet(config, data.sample_shape[0], data.num_classes).to(device)
+    if run_dir is None:
+        run_dir = new_run_dir(config.out, "segment", config.name or f"{data.name}-unet")
+        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+    return SegmentTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device)
+
+
+def train(config: "SegmentConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+    """Train a segmentation U-Net; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
+    trainer = build_segment(config, run_dir=resume[1] if resume else None)
+    trainer.callbacks.extend(callbacks)
+    if resume:
+        trainer.resume(resume[0])
+    return trainer.train()
