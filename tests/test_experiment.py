@@ -83,7 +83,7 @@ def test_plans_follow_the_papers_tables():
     assert options["cfs_steps"] == 300 and options["size"] == "256x256" and options["eval_every"] == 50
     cells, table = experiment_plan("sympower-table1", images=["a.png"], steps=500, size="64")
     assert len(cells) == len(SYMPOWER_TABLE1_ROWS) and table["columns"] == [50, 100, 300, 500]
-    assert {c[3]["transform"] for c in cells} >= {"minmax", "sympower", "boxcox", "rpp"}
+    assert {c[3]["transform"] for c in cells} >= {"unit", "zscore", "sympower", "boxcox", "rpp"}
     assert all(c[3]["sampler"] == "full" and c[3]["lr_final"] == 1e-5 for c in cells)
     assert [c[0] for c in experiment_plan("moving-digits")[0]][-1] == "ViT on one frame (control)"
     with pytest.raises(ConfigError, match="multiple of 20"):

@@ -92,8 +92,8 @@ def test_round_trip(name: str, image: str) -> None:
 
 
 def test_every_transform_of_the_sym_power_paper_is_there() -> None:
-    assert NAMES == ["minmax", "zscore", "sympower", "gamma0.5", "gamma2", "scale0.5", "scale1", "scale2", "inverse",
-                     "rpp", "boxcox"]
+    assert NAMES == ["minmax", "unit", "zscore", "sympower", "gamma0.5", "gamma2", "scale0.5", "scale1", "scale2",
+                     "inverse", "rpp", "boxcox"]
     assert all(make_transform(name).name == name for name in NAMES)
 
 
@@ -104,10 +104,11 @@ BOUNDED = [name for name in NAMES if name != "zscore"]
 @pytest.mark.parametrize("name", BOUNDED)
 def test_output_range(name: str, image: str) -> None:
     bound = float(name[len("scale"):]) if name.startswith("scale") else 1.0  # scale k: [-k, k]; the others [-1, 1]
+    low = 0.0 if name == "unit" else -bound  # unit: [0, 1]
     y = fitted(name, image)(IMAGES[image]())
-    assert y.min() >= -bound - 1e-6 and y.max() <= bound + 1e-6
+    assert y.min() >= low - 1e-6 and y.max() <= bound + 1e-6
     if name != "sympower":  # every one but Sym-Power (whose soft boundary keeps off the ends) reaches both ends
-        assert y.min().item() == pytest.approx(-bound, abs=1e-6) and y.max().item() == pytest.approx(bound, abs=1e-6)
+        assert y.min().item() == pytest.approx(low, abs=1e-6) and y.max().item() == pytest.approx(bound, abs=1e-6)
 
 
 def test_minmax_reaches_both_ends_and_zscore_is_standard() -> None:
@@ -123,7 +124,8 @@ def test_constant_image_gives_no_nan(name: str) -> None:
     values = torch.full((100, 3), 0.3)
     t = make_transform(name).fit(values)
     y = t(values)
-    assert torch.isfinite(y).all() and torch.allclose(y, torch.zeros_like(y), atol=1e-6)
+    middle = 0.5 if name == "unit" else 0.0  # the centre of the output range
+    assert torch.isfinite(y).all() and torch.allclose(y, torch.full_like(y, middle), atol=1e-6)
     assert torch.allclose(t.inverse(y), values, atol=1e-6)
 
 
@@ -159,7 +161,7 @@ def test_fit_checks_its_input(name: str) -> None:
 
 
 def test_unknown_name_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match="minmax, zscore, sympower, gamma0.5, gamma2, .*, rpp, boxcox"):
+    with pytest.raises(ConfigError, match="minmax, unit, zscore, sympower, gamma0.5, gamma2, .*, rpp, boxcox"):
         make_transform("yeo-johnson")
 
 

@@ -111,7 +111,7 @@ EVOS_TABLE1_PAPER = {
 }
 
 SYMPOWER_TABLE1_ROWS: dict[str, dict] = {
-    "0-1 norm": dict(transform="minmax"), "z-score": dict(transform="zscore"),
+    "0-1 norm": dict(transform="unit"), "z-score": dict(transform="zscore"),
     "gamma 0.5": dict(transform="gamma0.5"), "gamma 2.0": dict(transform="gamma2"),
     "scale x0.5": dict(transform="scale0.5"), "scale x1": dict(transform="scale1"),
     "scale x2": dict(transform="scale2"), "inverse": dict(transform="inverse"), "RPP": dict(transform="rpp"),

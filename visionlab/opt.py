@@ -37,12 +37,12 @@ class FitConfig:
     crop: str | None = option(None, "images: then take a centred crop of HxW pixels")
     seconds: float | None = option(None, "audio: fit only the first this many seconds")
     frames: int | None = option(None, "video: fit only the first this many frames")
-    transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), zscore, sympower "
-                            "(symmetric power transformation, Sym-Power AAAI 2025), or one of the transforms that "
-                            "paper compares: gamma0.5, gamma2 (fixed powers), scale0.5, scale1, scale2 (the [-1, 1] "
-                            "range times 0.5, 1, 2), inverse (1 - x), rpp (random pixel permutation), boxcox",
-                            choices=("minmax", "zscore", "sympower", "gamma0.5", "gamma2", "scale0.5", "scale1",
-                                     "scale2", "inverse", "rpp", "boxcox"))
+    transform: str = option("minmax", "value transform of the targets: minmax ([-1, 1]), unit ([0, 1]), zscore, "
+                            "sympower (symmetric power transformation, Sym-Power AAAI 2025), or one of the transforms "
+                            "that paper compares: gamma0.5, gamma2 (fixed powers), scale0.5, scale1, scale2 (the "
+                            "[-1, 1] range times 0.5, 1, 2), inverse (1 - x), rpp (random pixel permutation), boxcox",
+                            choices=("minmax", "unit", "zscore", "sympower", "gamma0.5", "gamma2", "scale0.5",
+                                     "scale1", "scale2", "inverse", "rpp", "boxcox"))
     # -- model
     model: str = option("siren", "network: siren, finer, fourier (Fourier-feature ReLU MLP), gauss (Gaussian "
                         "activations), wire (complex Gabor wavelets) or hashgrid (Instant-NGP's multiresolution hash "

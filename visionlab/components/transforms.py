@@ -320,6 +320,19 @@ class Scale(MinMax):
         return super()._inverse(y / self.scale)
 
 
+class UnitRange(MinMax):
+    """Min-max to [0, 1]: y = (x - min) / (max - min), the Sym-Power paper's "0-1 normalisation" row (its scale x1
+    row is [-1, 1], this module's ``minmax``)."""
+
+    name = "unit"
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (super()._forward(x) + 1) / 2  # y = (m(x) + 1) / 2
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return super()._inverse(2 * y - 1)
+
+
 class Invert(MinMax):
     """The negative image, 1 - x (255 - x on 0-255 data), then min-max to [-1, 1].
 
@@ -440,6 +453,7 @@ class BoxCox(ValueTransform):
 # Every name maps to a factory of a new, unfitted transform; the numbers in a name are fixed here.
 TRANSFORMS: dict[str, Callable[..., ValueTransform]] = {
     "minmax": MinMax,
+    "unit": UnitRange,
     "zscore": ZScore,
     "sympower": SymPower,
     "gamma0.5": partial(Gamma, gamma=0.5),
