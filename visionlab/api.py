@@ -126,6 +126,8 @@ def experiment(experiment: str = "evos-table1", /, **options) -> dict:
 
     _check_options(ExperimentConfig, options)
     o = ExperimentConfig(experiment=experiment, **options).validate()
+    if experiment == "gan-augment":  # not a list of runs: see gan_augment below
+        return gan_augment(o)
     images = None
     if o.images is not None:
         images = [str(f) for f in image_files(o.images)] if Path(o.images).is_dir() else \
@@ -323,3 +325,37 @@ def evaluate_samples(run: str | Path, **options) -> dict:
                                           eta=o.eta, guidance=o.guidance, labels=o.labels, seed=o.seed,
                                           batch_size=o.batch_size, reference_epochs=o.reference_epochs,
                                           device=o.device, quiet=o.quiet)
+
+
+def gan(data: str = "digits", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+    """Train a GAN (DCGAN's generator and discriminator; ``conditional=True`` for a class-conditional pair with a
+    projection discriminator) on images and return the run summary; ``options`` are the fields of
+    :class:`visionlab.opt.GanConfig` (``loss``: ns, hinge or wgan-gp; ``steps``, ...). The run folder holds sample
+    grids from fixed noise, the loss curves and the EMA generator; :func:`sample` and :func:`evaluate_samples` take it.
+
+    >>> run = vl.api.gan("digits", conditional=True, steps=1500)["run_dir"]  # doctest: +SKIP
+    >>> vl.sample(run, labels="7", num=16)  # doctest: +SKIP
+    """
+    from visionlab.opt import GanConfig
+    from visionlab.trainer import adversarial as adversarial_task
+
+    if resume is not None:
+        _check_resumed_task(resume, "adversarial")
+        return _resume(GanConfig, adversarial_task.train, resume, callbacks=callbacks, **options)
+    _check_options(GanConfig, options)
+    return adversarial_task.train(GanConfig(data=data, **options), callbacks=callbacks)
+
+
+def gan_augment(options: ExperimentConfig) -> dict:
+    """``experiment("gan-augment")``: a classifier on a small fraction of the digits, alone, with affine
+    augmentation and with images of a class-conditional GAN trained on the same fraction (``manager.GAN_AUGMENT``);
+    ``steps`` sets the GAN's steps. Returns the table (``markdown``, ``rows``), written to OUT/experiment/NAME."""
+    from visionlab.manager import GAN_AUGMENT
+    from visionlab.trainer.adversarial import gan_augment as run_gan_augment
+
+    if options.images is not None or options.size is not None:
+        raise ConfigError("gan-augment works on the digits: --images and --size do not apply")
+    seeds = tuple(options.seed + k for k in range(len(GAN_AUGMENT["seeds"])))
+    return run_gan_augment(settings=GAN_AUGMENT, seeds=seeds, gan_steps=options.steps, out=options.out,
+                           name=options.name or "gan-augment", device=options.device, threads=options.threads,
+                           quiet=options.quiet)

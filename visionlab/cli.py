@@ -11,9 +11,10 @@ import dataclasses
 import sys
 
 from visionlab import api
-from visionlab.manager import CLASSIFY_RECIPES, EXPERIMENTS, FIT_PRESETS, classify_recipe, fit_preset
-from visionlab.opt import (ClassifyConfig, ExperimentConfig, FeaturesConfig, FitConfig, ShapesConfig, add_options,
-                           config_from_args)
+from visionlab.manager import (CLASSIFY_RECIPES, DIFFUSE_RECIPES, EXPERIMENTS, FIT_PRESETS, GAN_RECIPES,
+                               SEGMENT_RECIPES, classify_recipe, fit_preset)
+from visionlab.opt import (ClassifyConfig, DiffuseConfig, ExperimentConfig, FeaturesConfig, FitConfig, GanConfig,
+                           SegmentConfig, ShapesConfig, add_options, config_from_args)
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
 
@@ -58,13 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "dit' train a diffusion model (U-Net or DiT) on images: sample grids, loss curve and EMA weights "
                     "in OUT/diffuse/NAME (options: --steps, --timesteps, --guidance, ...). 'train unet' trains the "
                     "segmentation U-Net on shapes or a folder with images/ and masks/: mean IoU and Dice per epoch, "
-                    "prediction overlays in OUT/segment/NAME.")
-    train.add_argument("--recipe", choices=sorted(CLASSIFY_RECIPES),
+                    "prediction overlays in OUT/segment/NAME. 'train gan' trains a DCGAN (--conditional: class-"
+                    "conditional, --loss ns|hinge|wgan-gp): sample grids from fixed noise, loss curves and the EMA "
+                    "generator in OUT/adversarial/NAME.")
+    recipes = {**CLASSIFY_RECIPES, **DIFFUSE_RECIPES, **SEGMENT_RECIPES, **GAN_RECIPES}
+    train.add_argument("--recipe", choices=sorted(recipes),
                        help="start from a tested recipe (manager.py); flags override it: " +
-                            "; ".join(f"{k}: {_describe(v)}" for k, v in CLASSIFY_RECIPES.items()))
+                            "; ".join(f"{k}: {_describe(v)}" for k, v in recipes.items()))
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped")
-    add_options(train, ClassifyConfig, positional_optional=True)
-    _add_generative_options(train)
+    # One parser for every model: the classifier's flags, then those of the diffusion and segmentation configs that
+    # it does not already have; run_train refuses a flag that the chosen model's task does not know.
+    added = add_options(train, ClassifyConfig, positional_optional=True, overrides={"model": dict(
+        choices=("vit", "vivit", *GENERATIVE_MODELS),
+        help="vit, vivit (classifiers), ddpm, dit (diffusion), unet (segmentation) or gan (adversarial)")})
+    for cls in (DiffuseConfig, SegmentConfig, GanConfig):
+        added |= add_options(train, cls, skip=added)
     train.set_defaults(handler=run_train)
 
     predict = commands.add_parser(
@@ -202,42 +211,17 @@ def run_fit(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ generative models
 
-GENERATIVE_MODELS = {"ddpm": "diffuse", "dit": "diffuse", "unet": "segment"}  # train's model -> task
+GENERATIVE_MODELS = {"ddpm": "diffuse", "dit": "diffuse", "unet": "segment", "gan": "adversarial"}  # model -> task
 _TRAIN_FLAGS_OF_ITS_OWN = ("recipe", "resume", "handler", "command")
 
 
 def _generative_configs() -> dict:
     """The config class of each task that 'visionlab train' runs."""
-    from visionlab.opt import DiffuseConfig, SegmentConfig
-
-    return {"classify": ClassifyConfig, "diffuse": DiffuseConfig, "segment": SegmentConfig}
-
-
-def _add_generative_options(train: argparse.ArgumentParser) -> None:
-    """`visionlab train ddpm|dit|unet`: the model choices, the recipes and the flags of DiffuseConfig and
-    SegmentConfig that the classifier's options do not already have."""
-
-    from visionlab.manager import DIFFUSE_RECIPES, SEGMENT_RECIPES
-
-    for action in train._actions:
-        if action.dest == "model":  # the positional MODEL: vit, vivit, then ddpm, dit, unet
-            action.choices = (*action.choices, *GENERATIVE_MODELS)
-            action.help = "vit, vivit (classifiers), ddpm, dit (diffusion) or unet (segmentation) (default: vit)"
-        elif action.dest == "recipe":
-            action.choices = sorted({*action.choices, *DIFFUSE_RECIPES, *SEGMENT_RECIPES})
-            action.help += "; " + "; ".join(f"{k}: {_describe(v)}" for k, v in
-                                            {**DIFFUSE_RECIPES, **SEGMENT_RECIPES}.items())
-    for cls in list(_generative_configs().values())[1:]:
-        scratch = argparse.ArgumentParser(add_help=False)
-        add_options(scratch, cls, positional_optional=True)
-        for action in scratch._actions:
-            if action.option_strings and not any(s in train._option_string_actions for s in action.option_strings):
-                train._add_action(action)
+    return {"classify": ClassifyConfig, "diffuse": DiffuseConfig, "segment": SegmentConfig, "adversarial": GanConfig}
 
 
 def _train_task(args: argparse.Namespace) -> str:
     """classify, diffuse or segment: from the model, else from the recipe, else from the resumed checkpoint."""
-    from visionlab.manager import DIFFUSE_RECIPES, SEGMENT_RECIPES
     from visionlab.util.checkpoint import load_state
 
     if args.model:
@@ -246,9 +230,11 @@ def _train_task(args: argparse.Namespace) -> str:
         return "diffuse"
     if args.recipe in SEGMENT_RECIPES:
         return "segment"
+    if args.recipe in GAN_RECIPES:
+        return "adversarial"
     if args.resume:
         task = load_state(args.resume).get("task")
-        return task if task in ("diffuse", "segment") else "classify"
+        return task if task in ("diffuse", "segment", "adversarial") else "classify"
     return "classify"
 
 
@@ -257,27 +243,30 @@ def _refuse_foreign_flags(args: argparse.Namespace, task: str) -> None:
     known = {f.name for f in dataclasses.fields(_generative_configs()[task])} | set(_TRAIN_FLAGS_OF_ITS_OWN)
     foreign = sorted(k for k, v in vars(args).items() if v is not None and k not in known)
     if foreign:
-        model = args.model or {"classify": "vit", "diffuse": "ddpm", "segment": "unet"}[task]
+        model = args.model or {"classify": "vit", "diffuse": "ddpm", "segment": "unet", "adversarial": "gan"}[task]
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise ConfigError(f"{flags}: not an option of 'visionlab train {model}' (see its --help)")
 
 
 def run_generative_train(args: argparse.Namespace, task: str) -> int:
-    from visionlab.manager import diffuse_recipe, segment_recipe
+    from visionlab.manager import diffuse_recipe, gan_recipe, segment_recipe
 
     cls = _generative_configs()[task]
-    function = api.diffuse if task == "diffuse" else api.segment
+    function = {"diffuse": api.diffuse, "segment": api.segment, "adversarial": api.gan}[task]
     if args.resume:
         if args.recipe:
             raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
         given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if f.name != "model"}
         summary = function(resume=args.resume, **given)
     else:
-        base = (diffuse_recipe if task == "diffuse" else segment_recipe)(args.recipe)
+        base = {"diffuse": diffuse_recipe, "segment": segment_recipe, "adversarial": gan_recipe}[task](args.recipe)
         config = config_from_args(cls, args, base=base)
         values = vars(config)
         if task == "diffuse":
             summary = api.diffuse(values.pop("model"), **values)
+        elif task == "adversarial":
+            values.pop("model")
+            summary = api.gan(values.pop("data"), **values)
         else:
             values.pop("model")
             summary = api.segment(values.pop("data"), **values)
@@ -288,6 +277,17 @@ def run_generative_train(args: argparse.Namespace, task: str) -> int:
         if "evaluation" in m:
             e = m["evaluation"]
             line += f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
+        print(f"{line}; samples.png and outputs in {summary['run_dir']}")
+    elif task == "adversarial":
+        line = (f"D loss {m['d_loss']:.4f}, G loss {m['g_loss']:.4f}, D accuracy {m['d_accuracy']:.1%} (means over "
+                f"the last log interval), sample diversity {m['diversity']:.2f} of the real images' after "
+                f"{m['steps']} steps, {m['train_seconds']:.1f} s of training, {m['parameters']:,} + "
+                f"{m['discriminator_parameters']:,} parameters (G + D)")
+        if "evaluation" in m:
+            e = m["evaluation"]
+            line += f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
+        if m["warnings"]:
+            line += f"; {len(m['warnings'])} warning(s), see metrics.json"
         print(f"{line}; samples.png and outputs in {summary['run_dir']}")
     else:
         print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (chance {m['chance_mean_iou']:.4f};"
@@ -303,16 +303,19 @@ def _add_generative_commands(commands) -> None:
     from visionlab.opt import EvaluateSamplesConfig, SampleConfig
 
     sample = commands.add_parser(
-        "sample", help="generate images with a trained diffusion run (DDPM or DDIM, guidance, labels)",
+        "sample", help="generate images with a trained diffusion run (DDPM or DDIM, guidance, labels) or GAN run",
         description="Generate images with the EMA weights of a 'visionlab train ddpm|dit' run (its folder, or a "
                     "checkpoint.pt, also of an unfinished run): DDPM's ancestral sampler over all T steps, or DDIM "
                     "with any number of steps (50 are about 20x faster than 1000). Writes a grid (.png), the images "
                     "(.npy, N x C x H x W in [0, 1]) and their labels into RUN/samples/. Example: visionlab sample "
-                    "runs/diffuse/digits-ddpm --sampler ddim --steps 50 --guidance 2 --labels 3,7")
+                    "runs/diffuse/digits-ddpm --sampler ddim --steps 50 --guidance 2 --labels 3,7. A 'visionlab "
+                    "train gan' run draws each image in one pass of its EMA generator: only --labels (conditional "
+                    "runs), --num, --seed, --batch-size, --out and --device apply; --sampler ddpm, --steps, --eta "
+                    "and --guidance are refused.")
     add_options(sample, SampleConfig)
     sample.set_defaults(handler=run_sample)
     evaluate = commands.add_parser(
-        "evaluate-samples", help="FID, confidence and class accuracy of a diffusion run's samples",
+        "evaluate-samples", help="FID, confidence and class accuracy of a diffusion or GAN run's samples",
         description="Judge generated images in the feature space of a small reference CNN that visionlab trains on "
                     "the run's own data (cached in $VISIONLAB_CACHE or ~/.cache/visionlab; no download): FID against "
                     "the real test images, the floor FID of real training images at the same N, the share of "
@@ -327,6 +330,10 @@ def run_sample(args: argparse.Namespace) -> int:
 
     values = vars(config_from_args(SampleConfig, args))
     result = api.sample(values.pop("run"), **values)
+    if result["sampler"] == "gan":
+        print(f"{result['num']} images (GAN, one generator pass each, seed {result['seed']}) in "
+              f"{result['seconds']:.1f} s: {result['grid']} and {result['images']}")
+        return 0
     print(f"{result['num']} images ({result['sampler']}, {result['steps']} steps, guidance {result['guidance']:g}, "
           f"seed {result['seed']}) in {result['seconds']:.1f} s: {result['grid']} and {result['images']}")
     return 0

@@ -132,6 +132,8 @@ EXPERIMENTS: dict[str, str] = {
     "sympower-table1": "Sym-Power (AAAI 2025) Table 1: every value transform, SIREN 3x256, full batches",
     "digits-vit": "the digits-vit recipe beside HOG + SVM on the same split of scikit-learn's digits",
     "moving-digits": "the four ViViT models on moving digits, and a single-frame ViT control",
+    "gan-augment": "a CNN on 5 % and 10 % of the digits: real images only, + affine augmentation, + images of a "
+                   "class-conditional GAN trained on the same fraction (3 seeds)",
 }
 
 
@@ -140,6 +142,9 @@ def experiment_plan(name: str, *, images: list[str] | None = None, steps: int | 
     """The cells of experiment ``name`` as (row, item, task, options) and the table's description."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    if name == "gan-augment":  # its cells train a GAN and then classifiers on its images: not a list of runs
+        raise ConfigError("gan-augment has no plan of runs; it is run by visionlab.trainer.adversarial.gan_augment "
+                          "with the settings GAN_AUGMENT ('visionlab experiment gan-augment')")
     if name in ("evos-table1", "sympower-table1"):
         steps = steps or 5000
         if name == "evos-table1":  # columns at the paper's 1k, 2k and 5k of 5,000 steps
@@ -208,3 +213,37 @@ def diffuse_recipe(name: str | None) -> dict:
 def segment_recipe(name: str | None) -> dict:
     """The options of segmentation recipe ``name`` (an empty dict for None)."""
     return _lookup(SEGMENT_RECIPES, name, "segmentation recipe")
+
+
+# `visionlab train gan --recipe NAME` (flags override them). Measured on a shared 2-core CPU with one thread.
+GAN_RECIPES: dict[str, dict] = {
+    # DCGAN (ngf = ndf = 32), class-conditional (label concatenated to z, projection D), non-saturating loss, on
+    # 16 x 16 digits. Measured: 53 s of training (36 ms per step); every row of samples.png shows its class, with
+    # little variety within a class; D accuracy about 0.96, pixel diversity 0.67 of the real images', no warning.
+    "digits-gan": dict(model="gan", data="digits", preset="digits", conditional=True, loss="ns", steps=1500,
+                       batch_size=64, ema=0.995, sample_every=500, eval_every=100, checkpoint_every=500),
+    # WGAN-GP (critic with layer norm, 5 critic steps per G step, Adam (0, 0.9), lr 1e-4), unconditional. About 0.18 s
+    # per step on one thread (the double backward of the penalty): some 6 minutes. Not measured to the end yet
+    # (after 300 steps: digit-like strokes, pixel diversity 0.80).
+    "digits-wgan-gp": dict(model="gan", data="digits", preset="digits", loss="wgan-gp", steps=2000, batch_size=64,
+                           ema=0.995, sample_every=500, eval_every=100, checkpoint_every=500),
+}
+
+
+def gan_recipe(name: str | None) -> dict:
+    """The options of GAN recipe ``name`` (an empty dict for None)."""
+    return _lookup(GAN_RECIPES, name, "GAN recipe")
+
+
+# `visionlab experiment gan-augment` (trainer/adversarial.py: gan_augment). For every fraction and seed: a stratified
+# subset of the training split; a class-conditional GAN trained on that subset only (no peeking at the rest);
+# the reference CNN trained for the same number of steps on (a) the subset, (b) the subset with random affine maps,
+# (c) batches half from the subset, half from GAN images (synthetic_per_class per class); test accuracy on the whole
+# test split. Estimated from timed parts at about 2.5 minutes per cell on one CPU thread (GAN ~55 s, each
+# classifier ~30 s), 15 minutes for the 6 cells; not run to the end yet.
+GAN_AUGMENT: dict = dict(
+    data="digits", fractions=(0.05, 0.10), seeds=(0, 1, 2),
+    gan=dict(preset="digits", loss="ns", steps=1500, batch_size=64, ema=0.995, eval_every=100),
+    synthetic_per_class=100, synthetic_share=0.5,
+    classifier_steps=500, classifier_batch=64, classifier_lr=2e-3,
+)

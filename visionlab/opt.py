@@ -213,8 +213,8 @@ class ClassifyConfig:
 class ExperimentConfig:
     """Run every cell of a table and write it (``visionlab experiment``); rerunning continues an unfinished one."""
 
-    experiment: str = option("evos-table1", "evos-table1, sympower-table1, digits-vit or moving-digits "
-                             "(see manager.py)", positional=True)
+    experiment: str = option("evos-table1", "evos-table1, sympower-table1, digits-vit, moving-digits or "
+                             "gan-augment (see manager.py)", positional=True)
     images: str | None = option(None, "neural-field tables: a folder of images, or comma-separated image files / "
                                 "built-in names (default: six of scikit-image's photographs)")
     size: str | None = option(None, "neural-field tables: resize each image to this (default: 256x256)")
@@ -436,6 +436,89 @@ class EvaluateSamplesConfig(SampleConfig):
         return self
 
 
+@dataclass
+class GanConfig:
+    """Train a GAN on images: DCGAN's generator and discriminator, optionally class-conditional (``visionlab train
+    gan``)."""
+
+    model: str = option("gan", "gan (DCGAN generator and discriminator)", choices=("gan",), positional=True)
+    data: str = option("digits", "digits (scikit-learn's, upsampled to 16x16), textures (32x32 patches), or a path: "
+                       "a folder of class sub-folders, MNIST IDX or CIFAR files, .npz")
+    image_size: int | None = option(None, "resize images to this size, a power of two >= 16 (default: digits 16, "
+                                    "others 32)")
+    preset: str | None = option(None, "network preset: digits (16x16 grey, ngf = ndf = 32), small (32x32), dcgan "
+                                "(PyTorch's 64x64 example, ngf = ndf = 64) (default: digits for 16x16 grey images, "
+                                "else small); the data sets size and channels")
+    conditional: bool = option(False, "class-conditional: G reads [z, label embedding], D is a projection "
+                               "discriminator; samples can then be asked for by class")
+    loss: str = option("ns", "ns (non-saturating, DCGAN), hinge, or wgan-gp (critic with gradient penalty, layer "
+                       "norm in the critic)", choices=("ns", "hinge", "wgan-gp"))
+    nz: int | None = option(None, "length of the noise vector z (default: the preset's)")
+    ngf: int | None = option(None, "G's channels before its output layer (default: the preset's)")
+    ndf: int | None = option(None, "D's channels after its input layer (default: the preset's)")
+    d_norm: str | None = option(None, "D's normalisation: batch, layer or none (default: batch; wgan-gp: layer)",
+                                choices=(None, "batch", "layer", "none"))
+    gp_weight: float = option(10.0, "wgan-gp: weight lambda of the gradient penalty")
+    n_critic: int | None = option(None, "discriminator steps per generator step (default: 1; wgan-gp: 5)")
+    steps: int = option(3000, "generator steps (optimiser steps of G)")
+    batch_size: int = option(64, "images per step, real and generated")
+    lr: float | None = option(None, "Adam learning rate of G and D (default: 2e-4; wgan-gp: 1e-4)")
+    lr_d: float | None = option(None, "D's own learning rate (default: --lr)")
+    beta1: float | None = option(None, "Adam beta1 (default: 0.5 as DCGAN; wgan-gp: 0.0)")
+    beta2: float | None = option(None, "Adam beta2 (default: 0.999; wgan-gp: 0.9)")
+    ema: float | None = option(0.999, "decay of the moving average of G's parameters; samples and model.safetensors "
+                               "use the average (0: off)")
+    sample_every: int = option(500, "write a grid of the EMA generator's images from fixed noise every this many "
+                               "steps (0: only at the end)")
+    eval_every: int = option(100, "log the mean losses, D's accuracy and the samples' diversity every this many "
+                             "steps")
+    monitor: str = option("auto", "where the diversity of samples is measured: reference (the reference "
+                          "classifier's feature space; trained and cached once), pixels (a proxy), or auto "
+                          "(reference when --fid-samples needs the classifier anyway, else pixels)",
+                          choices=("auto", "reference", "pixels"))
+    collapse_threshold: float = option(0.3, "warn once when the samples' mean pairwise distance falls below this "
+                                       "fraction of the real images' (mode collapse)")
+    d_win_steps: int = option(500, "warn once when D classifies >= 99 % of real and fake images right for this "
+                              "many steps in a row (G then learns little; 0: off; not for wgan-gp)")
+    fid_samples: int = option(0, "at the end, generate this many images and report FID, confidence and class "
+                              "accuracy of the reference classifier (0: off)")
+    test_size: float = option(0.25, "fraction held out when the data has no fixed split (stratified)")
+    seed: int = option(0, "seed of the split, the weights, the batches and the noise")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    checkpoint_every: int | None = option(500, "write the training checkpoint every this many steps")
+    out: str = option("runs", "root folder of runs; this run goes to OUT/adversarial/NAME")
+    name: str | None = option(None, "run name (default: DATA-gan-LOSS, with -cond when conditional)")
+    quiet: bool = option(False, "no progress bar")
+
+    def validate(self) -> "GanConfig":
+        for name in ("steps", "batch_size", "eval_every", "gp_weight"):
+            _positive(name, getattr(self, name))
+        for name in ("image_size", "nz", "ngf", "ndf", "n_critic", "lr", "lr_d", "threads", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if self.ema is not None and not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema decay must be in [0, 1) (0: off), got {self.ema}")
+        for name in ("sample_every", "fid_samples", "d_win_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.collapse_threshold < 1.0:
+            raise ConfigError(f"collapse threshold must be in [0, 1), got {self.collapse_threshold}")
+        if self.fid_samples == 1:
+            raise ConfigError("fid samples must be 0 (off) or at least 2")
+        if self.loss == "wgan-gp" and self.d_norm == "batch":
+            raise ConfigError("wgan-gp penalises each sample's gradient, which BatchNorm mixes across the batch; "
+                              "use --d-norm layer (the default for wgan-gp) or none")
+        if not 0.0 < self.test_size < 1.0:
+            raise ConfigError(f"test size must be in (0, 1), got {self.test_size}")
+        _check_choices(self)
+        return self
+
+
 def _check_choices(config) -> None:
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")
@@ -454,13 +537,20 @@ def from_dict(cls, values: dict):
     return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False) -> None:
-    """Add one flag per field of the dataclass ``cls``; defaults are left unset (None) so that explicit flags can be
-    told apart from defaults (see :func:`config_from_args`)."""
+def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=(),
+                overrides: dict[str, dict] | None = None) -> set[str]:
+    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``; ``overrides`` replaces a
+    field's ``choices`` or ``help``) and return the names added. Defaults are left unset (None) so that explicit
+    flags can be told apart from defaults (see :func:`config_from_args`)."""
     hints = get_type_hints(cls)
+    added = set()
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        added.add(f.name)
+        meta = {**f.metadata, **(overrides or {}).get(f.name, {})}
         # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
-        meta = {**f.metadata, "help": f.metadata["help"].replace("%", "%%")}
+        meta["help"] = meta["help"].replace("%", "%%")
         kind = _base_type(hints[f.name])
         default_text = "" if f.default is None else f" (default: {f.default})"
         if meta.get("positional"):
@@ -477,6 +567,7 @@ def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bo
             parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
                                 metavar=f.name.upper() if not meta.get("choices") else None,
                                 help=meta["help"] + default_text)
+    return added
 
 
 def config_from_args(cls, args: argparse.Namespace, base: dict | None = None):

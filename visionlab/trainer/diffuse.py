@@ -470,7 +470,13 @@ def sample_run(run: str | Path, *, sampler: str = "ddim", steps: int | None = No
                out: str | Path | None = None, device: str = "auto", progress: bool = False) -> dict:
     """Generate ``num`` images with a diffusion run's EMA weights; write a grid (.png), the images (.npy, (N, C, H, W)
     float32 in [0, 1]) and, for a conditional model, the labels (``.labels.npy``). Returns where, and how long it took.
+    A GAN run is handed to :func:`visionlab.trainer.adversarial.sample_gan_run` (which refuses the sampler options).
     """
+    from visionlab.trainer.adversarial import is_gan_run, sample_gan_run  # imported here: it imports this module
+
+    if is_gan_run(run):
+        return sample_gan_run(run, labels=labels, num=num, seed=seed, batch_size=batch_size, out=out, device=device,
+                              sampler=sampler, steps=steps, eta=eta, guidance=guidance)
     torch_device = pick_device(device)
     model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
     y = parse_labels(labels, info, num)

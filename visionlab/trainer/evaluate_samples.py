@@ -210,9 +210,17 @@ def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num:
                      quiet: bool = True) -> dict:
     """FID (and its floor), confidence and class accuracy of a diffusion run's samples: the images of ``samples``
     (a ``.npy`` written by :func:`~visionlab.trainer.diffuse.sample_run`, with its ``.labels.npy`` if there is one),
-    or ``num`` new ones. Writes ``evaluation-samples-TAG.json`` into the run folder and returns the metrics."""
+    or ``num`` new ones. Writes ``evaluation-samples-TAG.json`` into the run folder and returns the metrics.
+    A GAN run (``trainer/adversarial.py``) is judged the same way; the sampler options do not apply to it."""
+    from visionlab.trainer import adversarial  # imported here: it imports this module
+
     torch_device = pick_device(device)
-    model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
+    if adversarial.is_gan_run(run):
+        adversarial.refuse_sampler_options(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
+        model, info, folder = adversarial.load_gan_run(run, device=torch_device)
+        diffusion = None
+    else:
+        model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
     data = run_data(info)
     if samples is not None:
         path = Path(samples)
@@ -231,6 +239,12 @@ def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num:
                    "samples_file": str(path), "reference_test_accuracy": float(meta["test_accuracy"]),
                    "reference": meta["path"]}
         tag = path.name.removesuffix(".npy")
+    elif diffusion is None:  # a GAN: one pass of its generator per image
+        y = adversarial.gan_labels(labels, info, num)
+        metrics = adversarial.evaluate_gan_model(model, info, data=data, num=num, labels=y, seed=seed,
+                                                 batch_size=batch_size, reference_epochs=reference_epochs,
+                                                 device=torch_device, quiet=quiet)
+        tag = f"gan-n{num}-seed{seed}"
     else:
         y = parse_labels(labels, info, num)
         if y is None and guidance != 1.0:

@@ -1,0 +1,704 @@
+"""Training a GAN: DCGAN's generator G and discriminator D, optionally class-conditional (the ``adversarial`` task).
+
+Data flow (design.md): data set -> images (N, C, H, W) in [0, 1] -> x = 2 x - 1 in [-1, 1] -> seeded shuffled batches
+-> alternating optimiser steps (Goodfellow et al. Alg. 1)::
+
+    for each generator step:
+        repeat n_critic times (1 for DCGAN, 5 for WGAN-GP):
+            x ~ data, z ~ N(0, I), fake = G(z) without gradient
+            D step on  L_D(d(x), d(fake)) (+ lambda GP for wgan-gp)            models/gan.py: discriminator_loss
+        z ~ N(0, I): G step on L_G(d(G(z))), D frozen                          models/gan.py: generator_loss
+        theta_ema <- decay theta_ema + (1 - decay) theta_G
+
+Two Adam optimisers: lr 2e-4, betas (0.5, 0.999) (DCGAN); lr 1e-4, betas (0, 0.9), n_critic 5 for WGAN-GP (Gulrajani
+et al. Alg. 1). A class-conditional D step asks G for the labels of its real batch (so that WGAN-GP's interpolates
+join images of one class); a G step draws its labels uniformly.
+
+**What a D step and a G step touch.** A D step reads generated images that carry no graph and changes only D; a G step
+freezes D's parameters and changes only G. D's BatchNorm always uses the batch's own statistics (it keeps no running
+ones), so a G step leaves D's state exactly as it was.
+
+**EMA.** ``AveragedModel(use_buffers=False)`` averages G's *parameters* only; G's BatchNorm running statistics are
+copied from the live generator after every step (averaging them was what gave black samples elsewhere, users.md
+#11; never updating them would leave the initial ones). Grids, ``model.safetensors`` and ``visionlab sample`` use the
+average, in eval mode: an image then depends on its own noise only, not on the batch it was drawn in.
+
+**Warnings** (printed once and written into the next ``metrics.jsonl`` line and ``metrics.json``):
+
+- *the discriminator wins*: D classifies >= 99 % of the real and generated images of its batches right for
+  ``d_win_steps`` steps in a row; G's gradient then carries little (try hinge or wgan-gp, or a smaller D learning
+  rate). A heuristic: healthy hinge runs on digits reach 0.99 for a while too. Not for wgan-gp, whose critic is meant
+  to separate the two (its logged accuracy counts the side of the midpoint of the mean real and fake scores).
+- *mode collapse*: the mean pairwise distance of 256 images from fixed noise falls below ``collapse_threshold`` times
+  that of 256 real training images. Measured in the reference classifier's feature space (``--monitor reference``, or
+  ``auto`` when ``--fid-samples`` trains the classifier anyway) or, as a proxy, in pixel space.
+
+**Exact resume.** Batch order per epoch and the noise, labels and interpolation weights of each step come from
+generators seeded by (seed, epoch) and (seed, step); the checkpoint keeps both networks, both optimisers, the EMA,
+the running sums of the log and the warnings given. A resumed run equals an uninterrupted one bit for bit on the CPU.
+
+A run folder holds ``config.yaml``, ``metrics.jsonl`` (every ``eval_every`` steps: ``loss``, D's loss at that step;
+``d_loss``, ``g_loss``, ``d_accuracy``, ``d_real``, ``d_fake`` (mean logits), ``gp``: means since the last line;
+``diversity``), ``checkpoint.pt``, ``samples/step-N.png``, ``samples.png``, ``loss.png``, ``model.safetensors`` (EMA
+generator), ``discriminator.safetensors``, ``model.json`` (what ``visionlab sample`` / ``evaluate-samples`` need),
+``metrics.json`` and ``summary.json``.
+
+The end of the file holds the ``gan-augment`` experiment: does a class-conditional GAN trained on a small fraction of
+the digits help a classifier trained on the same fraction, compared with classic affine augmentation?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from visionlab.data.classification import ClassificationData
+from visionlab.data.images import save_image
+from visionlab.models.cnn import CNNConfig, SmallCNN
+from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
+                                  generator_loss, gradient_penalty)
+from visionlab.trainer.base import Trainer
+from visionlab.trainer.classify import random_affine
+from visionlab.trainer.diffuse import diffusion_data, grid_labels, image_grid, parse_labels, to_model, to_unit
+from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
+from visionlab.util.device import pick_device
+from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.io import (append_jsonl, new_run_dir, read_json, read_jsonl, slug, to_jsonable, write_json,
+                               write_text, write_yaml)
+from visionlab.util.plots import curve_figure
+from visionlab.util.seed import seed_everything
+
+if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
+    from visionlab.opt import GanConfig
+
+TASK = "adversarial"
+D_WINS = 0.99  # D "wins" a step when it classifies at least this share of its real and generated images right
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# settings, networks, sampling
+# ---------------------------------------------------------------------------------------------------------------------
+
+def gan_settings(config: "GanConfig") -> dict:
+    """The loss-dependent defaults: DCGAN (ns, hinge) or WGAN-GP (Gulrajani et al. Alg. 1), flags override them."""
+    wgan = config.loss == "wgan-gp"
+    lr = config.lr or (1e-4 if wgan else 2e-4)
+    return {"n_critic": config.n_critic or (5 if wgan else 1), "lr_g": lr, "lr_d": config.lr_d or lr,
+            "betas": (config.beta1 if config.beta1 is not None else (0.0 if wgan else 0.5),
+                      config.beta2 if config.beta2 is not None else (0.9 if wgan else 0.999)),
+            "d_norm": config.d_norm or ("layer" if wgan else "batch")}
+
+
+def network_config(config: "GanConfig", sample_shape, num_classes: int) -> DCGANConfig:
+    """The DCGAN sizes for the data: its channels and size, the preset's widths, K classes if conditional."""
+    c, h, w = sample_shape
+    if h != w:
+        raise DataError(f"a DCGAN needs square images, got {h}x{w}; pass --image-size")
+    preset = config.preset or ("digits" if (c, h) == (1, 16) else "small")
+    sizes = {n: getattr(config, n) for n in ("nz", "ngf", "ndf") if getattr(config, n) is not None}
+    return dcgan_config(preset, image_size=h, channels=c, num_classes=num_classes if config.conditional else 0,
+                        d_norm=gan_settings(config)["d_norm"], **sizes)
+
+
+@torch.no_grad()
+def generate(model: Generator, num: int, *, labels: torch.Tensor | None = None,
+             generator: torch.Generator | None = None, noise: torch.Tensor | None = None, batch_size: int = 256,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """``num`` images (N, C, H, W) in [-1, 1] from G in eval mode, from ``noise`` (N, nz) or from noise drawn with
+    ``generator``. All noise is drawn first, on the CPU: the same seed gives the same images on any device and for
+    any batch size."""
+    z = noise if noise is not None else model.noise(num, generator=generator or torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, num, batch_size):
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        out.append(model(z[start:start + batch_size].to(device), y).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, model.config.channels, model.config.image_size,
+                                                 model.config.image_size)
+
+
+def mean_pairwise_distance(x: torch.Tensor) -> float:
+    """Mean Euclidean distance between the rows of x (N, ...) over the N (N - 1) ordered pairs."""
+    f = x.flatten(1).double()  # (N, D)
+    n = len(f)
+    return (torch.cdist(f, f).sum() / max(1, n * (n - 1))).item()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the trainer
+# ---------------------------------------------------------------------------------------------------------------------
+
+class AdversarialTrainer(Trainer):
+    """Trains a DCGAN pair (optionally class-conditional) with the ns, hinge or wgan-gp loss and an EMA generator."""
+
+    task = TASK
+    monitor_samples = 256  # images from fixed noise whose diversity is logged
+
+    def __init__(self, *, config: "GanConfig", data: ClassificationData, generator: Generator,
+                 discriminator: Discriminator, run_dir: Path, device: torch.device):
+        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
+                         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every or config.steps,
+                         quiet=config.quiet)
+        self.data, self.generator, self.discriminator = data, generator, discriminator
+        self.settings = s = gan_settings(config)
+        self.conditional = config.conditional
+        self.num_classes = len(data.class_names)
+        n = len(data.train_y)
+        self.batch_size = min(config.batch_size, n)
+        self.steps_per_epoch = n // self.batch_size  # full batches only: BatchNorm needs more than one image
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=s["lr_g"], betas=s["betas"])
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=s["lr_d"], betas=s["betas"])
+        # EMA of G's parameters only (use_buffers=False); the BatchNorm statistics are copied (see the docstring).
+        self.ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=False)
+                    if config.ema else None)
+        if self.ema is not None:
+            self.ema.module.eval()
+        self.sums: dict[str, float] = {}  # sums of the step logs since the last log line
+        self.count = 0
+        self.d_win_run = 0  # consecutive steps in which D won
+        self.warnings: list[dict] = []  # every warning given: {"step", "kind", "message"}, one per kind
+        self.pending: list[str] = []  # messages not yet written into metrics.jsonl
+        g = torch.Generator().manual_seed(config.seed + 4242)
+        self.fixed_z = generator.noise(self.monitor_samples, generator=g)  # (256, nz): grids and the monitor
+        self.fixed_y = torch.arange(self.monitor_samples) % self.num_classes if self.conditional else None
+        self.monitor = "reference" if config.monitor == "reference" or (
+            config.monitor == "auto" and config.fid_samples) else "pixels"
+        self._classifier = None
+        self._real_spread: float | None = None
+        self.callbacks.append(AdversarialTrainer._grid_callback)
+
+    # ---------------------------------------------------------------- what the networks see
+    @property
+    def eval_generator(self) -> Generator:
+        return self.ema.module if self.ema is not None else self.generator
+
+    def real_batch(self, position: int) -> torch.Tensor:
+        """Indices of the ``position``-th real batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
+        epoch, i = divmod(position, self.steps_per_epoch)
+        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + epoch))
+        return order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None, *,
+                           generator: torch.Generator | None = None) -> dict[str, float]:
+        """One optimiser step of D on real images (B, C, H, W) and generated ones (B, C, H, W) (no graph to G) with
+        labels y (B,) for both (conditional). Only D changes."""
+        d = self.discriminator
+        fake = fake.detach()
+        d_real, d_fake = d(real, y), d(fake, y)  # logits (B,), separate batches (DCGAN)
+        loss = discriminator_loss(self.config.loss, d_real, d_fake)
+        gp = None
+        if self.config.loss == "wgan-gp":
+            gp = gradient_penalty(lambda x: d(x, y), real, fake, generator=generator)
+            loss = loss + self.config.gp_weight * gp  # L_D = d(G(z)) - d(x) + lambda GP (Alg. 1, line 7)
+        self.check_finite(loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        with torch.no_grad():
+            threshold = (d_real.mean() + d_fake.mean()) / 2 if self.config.loss == "wgan-gp" else 0.0
+            accuracy = ((d_real > threshold).float().mean() + (d_fake < threshold).float().mean()) / 2
+        logs = {"d_loss": loss.item(), "d_accuracy": accuracy.item(), "d_real": d_real.mean().item(),
+                "d_fake": d_fake.mean().item()}
+        if gp is not None:
+            logs["gp"] = gp.item()
+        return logs
+
+    def generator_step(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimiser step of G from noise z (B, nz) and labels y (B,) through a frozen D; then the EMA update.
+        Only G (and its average) changes."""
+        d = self.discriminator
+        d.requires_grad_(False)  # D's parameters get no gradient at all
+        try:
+            loss = generator_loss(self.config.loss, d(self.generator(z, y), y))
+            self.check_finite(loss)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            d.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)  # theta_ema <- decay theta_ema + (1 - decay) theta
+            with torch.no_grad():
+                for mine, live in zip(self.ema.module.buffers(), self.generator.buffers()):
+                    mine.copy_(live)  # BatchNorm statistics: copied, not averaged
+        return {"g_loss": loss.item()}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step + 7)  # noise, labels, eps of the step
+        n_critic, b = self.settings["n_critic"], self.batch_size
+        d_logs: dict[str, float] = {}
+        for k in range(n_critic):
+            index = self.real_batch(step * n_critic + k)
+            real = to_model(self.data.train_x[index]).to(self.device)  # (B, C, H, W) in [-1, 1]
+            y = self.data.train_y[index].to(self.device) if self.conditional else None
+            with torch.no_grad():
+                fake = self.generator(self.generator.noise(b, generator=g).to(self.device), y)  # G(z), no graph
+            for key, value in self.discriminator_step(real, fake, y, generator=g).items():
+                d_logs[key] = d_logs.get(key, 0.0) + value / n_critic
+        z = self.generator.noise(b, generator=g).to(self.device)
+        y = torch.randint(0, self.num_classes, (b,), generator=g).to(self.device) if self.conditional else None
+        logs = {"loss": d_logs["d_loss"], **d_logs, **self.generator_step(z, y)}
+        for key, value in logs.items():
+            if key != "loss":
+                self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        self._watch_discriminator(d_logs["d_accuracy"], step + 1)
+        return logs
+
+    # ---------------------------------------------------------------- warnings
+    def warn(self, kind: str, message: str, step: int) -> None:
+        """Give a warning once per kind: printed now, logged in the next metrics.jsonl line and metrics.json."""
+        if any(w["kind"] == kind for w in self.warnings):
+            return
+        self.warnings.append({"step": step, "kind": kind, "message": message})
+        self.pending.append(message)
+        tqdm.write(f"warning: {message}", file=sys.stderr)
+
+    def _watch_discriminator(self, accuracy: float, step: int) -> None:
+        patience = self.config.d_win_steps if self.config.loss != "wgan-gp" else 0  # a critic is meant to separate
+        self.d_win_run = self.d_win_run + 1 if accuracy >= D_WINS else 0
+        if patience and self.d_win_run == patience:
+            self.warn("discriminator-wins", f"step {step}: the discriminator has told real from generated images "
+                      f"(>= {D_WINS:.0%} right) for {patience} steps in a row; the generator learns little now. "
+                      f"Try --loss hinge or wgan-gp, a lower --lr-d, or a smaller --ndf", step)
+
+    def diversity(self) -> float:
+        """Mean pairwise distance of the live generator's images from fixed noise over that of real training images,
+        in the reference classifier's feature space or in pixels (``self.monitor``). The live generator, not the
+        average: the EMA lags by about 1 / (1 - decay) steps and would hide a collapse for that long."""
+        if self._real_spread is None:
+            pick = torch.randperm(len(self.data.train_x), generator=torch.Generator().manual_seed(self.config.seed))
+            self._real_spread = mean_pairwise_distance(self._monitor_features(
+                self.data.train_x[pick[:self.monitor_samples]]))
+        fake = to_unit(generate(self.generator, len(self.fixed_z), labels=self.fixed_y, noise=self.fixed_z,
+                                device=self.device))  # (256, C, H, W) in [0, 1]
+        return mean_pairwise_distance(self._monitor_features(fake)) / max(self._real_spread, 1e-12)
+
+    def _monitor_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] -> what diversity is measured on: reference features (N, 128) or pixels."""
+        if self.monitor == "pixels":
+            return images.flatten(1)
+        from visionlab.trainer.evaluate_samples import classify, reference_classifier
+
+        if self._classifier is None:
+            self._classifier, _ = reference_classifier(self.data, device=self.device, quiet=self.config.quiet)
+        return classify(self._classifier, images, device=self.device)[0]
+
+    # ---------------------------------------------------------------- evaluation and pictures
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        record = {k: v / max(1, self.count) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        record["diversity"] = self.diversity()
+        record["monitor"] = self.monitor
+        warmed_up = self.step >= self.total_steps // 10  # a fresh G draws near-constant images: judge it later
+        if warmed_up and record["diversity"] < self.config.collapse_threshold:
+            self.warn("mode-collapse", f"step {self.step}: the samples look alike (their spread in "
+                      f"{'the reference features' if self.monitor == 'reference' else 'pixels'} is "
+                      f"{record['diversity']:.2f} of the real images'; below {self.config.collapse_threshold}): "
+                      f"mode collapse. Look at the sample grids; try --loss wgan-gp or a lower --lr", self.step)
+        if self.pending:
+            record["warnings"], self.pending = self.pending, []
+        return record
+
+    @staticmethod
+    def _postfix(logs: dict, last_eval: dict) -> dict:
+        shown = {"d": f"{logs['d_loss']:.3g}", "g": f"{logs['g_loss']:.3g}"}
+        if "diversity" in last_eval:
+            shown["div"] = f"{last_eval['diversity']:.2f}"
+        return shown
+
+    def sample_grid(self, path: Path) -> Path:
+        """The EMA generator's images from fixed noise: one row per class (the same 8 noises in every row) or 8 x 8."""
+        if self.conditional:
+            labels = grid_labels(self.num_classes)  # (rows * 8,)
+            z = self.fixed_z[:8].repeat(len(labels) // 8, 1)  # column j: the same z in every class row
+        else:
+            labels, z = None, self.fixed_z[:64]
+        x = generate(self.eval_generator, len(z), labels=labels, noise=z, device=self.device)
+        save_image(path, image_grid(to_unit(x)))
+        return path
+
+    @staticmethod
+    def _grid_callback(trainer: "AdversarialTrainer") -> None:
+        every = trainer.config.sample_every
+        if every and trainer.step % every == 0 and trainer.step < trainer.total_steps:
+            trainer.sample_grid(trainer.run_dir / "samples" / f"step-{trainer.step:07d}.png")
+
+    # ---------------------------------------------------------------- state and outputs
+    def model_info(self) -> dict:
+        """What ``visionlab sample`` and ``evaluate-samples`` need (also kept in the checkpoint)."""
+        return {"task": self.task, "model": "gan", "loss": self.config.loss,
+                "model_config": dataclasses.asdict(self.generator.config),
+                "sample_shape": list(self.data.sample_shape), "class_names": list(self.data.class_names),
+                "conditional": self.conditional, "data": self.config.data, "image_size": self.data.sample_shape[-1],
+                "seed": self.config.seed, "test_size": self.config.test_size, "ema": self.config.ema}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "sums": dict(self.sums), "count": self.count, "d_win_run": self.d_win_run,
+                "warnings": list(self.warnings), "pending": list(self.pending), "monitor": self.monitor,
+                "model_info": self.model_info()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+            self.ema.module.eval()
+        self.sums = {k: float(v) for k, v in state["sums"].items()}
+        self.count, self.d_win_run = int(state["count"]), int(state["d_win_run"])
+        self.warnings, self.pending = list(state["warnings"]), list(state["pending"])
+        self.monitor = state["monitor"]
+
+    def finish(self, status: str) -> dict:
+        info = self.model_info()
+        save_weights(self.run_dir / "model.safetensors", self.eval_generator.state_dict(),
+                     metadata={"task": self.task, "model": "generator", "ema": str(self.config.ema)})
+        save_weights(self.run_dir / "discriminator.safetensors", self.discriminator.state_dict(),
+                     metadata={"task": self.task, "model": "discriminator"})
+        write_json(self.run_dir / "model.json", info)
+        self.sample_grid(self.run_dir / "samples.png")
+        if self.history:
+            steps = [r["step"] for r in self.history]
+            curve_figure(self.run_dir / "loss.png", {
+                "D loss (mean since the last point)": (steps, [r["d_loss"] for r in self.history]),
+                "G loss (mean since the last point)": (steps, [r["g_loss"] for r in self.history])},
+                xlabel="generator step", ylabel="loss",
+                title=f"{self.data.name}: gan ({self.config.loss}), {self.step} steps")
+        last = self.history[-1] if self.history else {}
+        metrics = {**{k: last.get(k) for k in ("d_loss", "g_loss", "d_accuracy", "d_real", "d_fake", "diversity")},
+                   "steps": self.step, "train_seconds": self.train_seconds,
+                   "seconds_per_step": self.train_seconds / max(self.step, 1),
+                   "parameters": sum(p.numel() for p in self.generator.parameters()),
+                   "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
+                   "train_examples": len(self.data.train_y), "loss": self.config.loss, "ema": self.config.ema,
+                   "monitor": self.monitor, "warnings": [w["message"] for w in self.warnings], "status": status}
+        if self.config.fid_samples:
+            labels = (torch.arange(self.config.fid_samples) % self.num_classes) if self.conditional else None
+            metrics["evaluation"] = evaluate_gan_model(self.eval_generator, info, data=self.data,
+                                                       num=self.config.fid_samples, labels=labels,
+                                                       seed=self.config.seed, device=self.device,
+                                                       quiet=self.config.quiet)
+        write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
+                      data: ClassificationData | None = None) -> AdversarialTrainer:
+    """The trainer of ``config`` (its data loaded unless ``data`` is given), in a new run folder unless ``run_dir``."""
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    data = data or diffusion_data(config.data, image_size=config.image_size, seed=config.seed,
+                                  test_size=config.test_size)
+    if len(data.train_y) < 2:
+        raise DataError(f"{data.name}: a GAN needs at least 2 training images, got {len(data.train_y)}")
+    model_config = network_config(config, data.sample_shape, len(data.class_names))
+    generator = Generator(config=model_config).to(device)
+    discriminator = Discriminator(config=model_config).to(device)
+    if run_dir is None:
+        default = f"{data.name}-gan-{config.loss}" + ("-cond" if config.conditional else "")
+        run_dir = new_run_dir(config.out, TASK, config.name or default)
+        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+    return AdversarialTrainer(config=config, data=data, generator=generator, discriminator=discriminator,
+                              run_dir=run_dir, device=device)
+
+
+def train(config: "GanConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+    """Train a GAN; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
+    trainer = build_adversarial(config, run_dir=resume[1] if resume else None)
+    trainer.callbacks.extend(callbacks)
+    if resume:
+        trainer.resume(resume[0])
+    return trainer.train()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sampling from a run, judging its samples
+# ---------------------------------------------------------------------------------------------------------------------
+
+def is_gan_run(run: str | Path) -> bool:
+    """Whether ``run`` (a run folder or a checkpoint) holds a GAN; anything else (or nothing) is False."""
+    path = Path(run)
+    try:
+        if path.is_dir() and (path / "model.json").is_file():
+            return read_json(path / "model.json").get("task") == TASK
+        if path.is_dir():
+            path = path / CHECKPOINT_NAME
+        return path.is_file() and load_state(path).get("task") == TASK
+    except (DataError, ValueError, OSError):
+        return False
+
+
+def refuse_sampler_options(*, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
+                           guidance: float = 1.0) -> None:
+    """A GAN draws each image in one forward pass of G: the diffusion samplers' options do not apply."""
+    given = [flag for flag, used in (("--sampler ddpm", sampler != "ddim"), ("--steps", steps is not None),
+                                     ("--eta", eta != 0.0), ("--guidance", guidance != 1.0)) if used]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: a GAN draws each image in one pass of its generator; sampler, "
+                          f"steps, eta and guidance apply to diffusion runs only")
+
+
+def load_gan_run(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[Generator, dict, Path]:
+    """The EMA generator of a GAN run (its folder, or a ``checkpoint.pt`` of a finished or unfinished run) in eval
+    mode, its ``model.json`` record and its folder."""
+    path = Path(run)
+    if path.is_dir() and (path / "model.json").is_file():
+        info, folder = read_json(path / "model.json"), path
+        if info.get("task") != TASK:
+            raise DataError(f"{path} holds a {info.get('model') or info.get('task')} model, not a GAN")
+        weights = load_weights(path)
+    else:
+        checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
+        if not checkpoint.is_file():
+            raise DataError(f"no such GAN run or checkpoint: {path}")
+        state = load_state(checkpoint)
+        if state.get("task") != TASK:
+            raise DataError(f"{checkpoint} is a {state.get('task')!r} checkpoint, not a GAN one")
+        info, folder = state["model_info"], checkpoint.parent
+        if state.get("ema") is not None:  # AveragedModel keeps the network under "module." and a counter
+            weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+        else:
+            weights = state["generator"]
+    model = Generator(config=DCGANConfig(**info["model_config"]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise DataError(f"the weights of {path} do not fit its model description: "
+                        f"{str(e).strip().splitlines()[0]}") from None
+    return model.to(device).eval(), info, folder
+
+
+def gan_labels(labels, info: dict, num: int) -> torch.Tensor | None:
+    """Requested classes -> (num,) labels (see :func:`~visionlab.trainer.diffuse.parse_labels`); a GAN trained
+    without --conditional takes none."""
+    if not info.get("conditional") and labels is not None and labels != "":
+        raise DataError("this GAN is unconditional (trained without --conditional); it takes no labels")
+    return parse_labels(labels, info, num)
+
+
+def sample_gan_run(run: str | Path, *, labels=None, num: int = 64, seed: int = 0, batch_size: int = 256,
+                   out: str | Path | None = None, device: str = "auto", sampler: str = "ddim",
+                   steps: int | None = None, eta: float = 0.0, guidance: float = 1.0) -> dict:
+    """Generate ``num`` images with a GAN run's EMA generator; write a grid (.png), the images (.npy, (N, C, H, W)
+    float32 in [0, 1]) and, for a conditional model, the labels (``.labels.npy``). Diffusion-only options are
+    refused (:func:`refuse_sampler_options`)."""
+    refuse_sampler_options(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
+    torch_device = pick_device(device)
+    model, info, folder = load_gan_run(run, device=torch_device)
+    y = gan_labels(labels, info, num)
+    start = time.perf_counter()
+    images = to_unit(generate(model, num, labels=y, generator=torch.Generator().manual_seed(seed),
+                              batch_size=batch_size, device=torch_device))  # (N, C, H, W) in [0, 1]
+    seconds = time.perf_counter() - start
+    stem = Path(out) if out else folder / "samples" / f"gan-seed{seed}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    np.save(stem.with_name(stem.name + ".npy"), images.numpy().astype(np.float32))
+    if y is not None:
+        np.save(stem.with_name(stem.name + ".labels.npy"), y.numpy())
+    save_image(stem.with_name(stem.name + ".png"), image_grid(images[:256], columns=min(16, max(8, num // 8))))
+    return {"images": str(stem.with_name(stem.name + ".npy")), "grid": str(stem.with_name(stem.name + ".png")),
+            "labels": None if y is None else str(stem.with_name(stem.name + ".labels.npy")), "num": num,
+            "sampler": "gan", "seed": seed, "seconds": seconds, "model": "gan", "run": str(folder)}
+
+
+def evaluate_gan_model(model: Generator, info: dict, *, data: ClassificationData | None = None, num: int = 500,
+                       labels: torch.Tensor | None = None, seed: int = 0, batch_size: int = 256,
+                       reference_epochs: int = 30, device: torch.device | str = "cpu", quiet: bool = True) -> dict:
+    """Generate ``num`` images with G and measure them as diffusion samples are measured
+    (``trainer/evaluate_samples.py``: FID and its floor, confidence, class accuracy)."""
+    from visionlab.trainer.evaluate_samples import reference_classifier, run_data, sample_metrics
+
+    data = data or run_data(info)
+    classifier, meta = reference_classifier(data, epochs=reference_epochs, device=device, quiet=quiet)
+    start = time.perf_counter()
+    x = generate(model, num, labels=labels, generator=torch.Generator().manual_seed(seed), batch_size=batch_size,
+                 device=device)
+    seconds = time.perf_counter() - start
+    metrics = sample_metrics(to_unit(x), data, classifier, labels=labels, seed=seed, device=device)
+    return {**metrics, "sampler": "gan", "seed": seed, "sampling_seconds": seconds,
+            "reference_test_accuracy": float(meta["test_accuracy"]), "reference": meta["path"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the gan-augment experiment: GAN-made images as extra training data for a classifier
+# ---------------------------------------------------------------------------------------------------------------------
+
+AUGMENT_ROWS = ("real only", "real + classic augmentation", "real + GAN samples")
+
+
+def stratified_subset(labels: torch.Tensor, fraction: float, *, seed: int) -> torch.Tensor:
+    """Indices of ``fraction`` of the examples, the same share of every class (at least 2 per class), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for k in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == k).flatten()
+        take = max(2, round(fraction * len(members)))
+        picked.append(members[torch.randperm(len(members), generator=g)[:take]])
+    return torch.cat(picked).sort().values
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, steps: int, batch_size: int = 64,
+                     lr: float = 2e-3, augment: bool = False, extra_x: torch.Tensor | None = None,
+                     extra_y: torch.Tensor | None = None, extra_share: float = 0.5, seed: int = 0,
+                     device: torch.device | str = "cpu") -> SmallCNN:
+    """The reference CNN trained for ``steps`` steps on images x (N, C, H, W) in [0, 1]; each batch draws
+    ``extra_share`` of its images from (extra_x, extra_y) when given (e.g. GAN samples); ``augment``: random affine
+    maps. AdamW with a one-cycle schedule and label smoothing 0.05, as the reference classifier."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallCNN(config=CNNConfig(in_channels=x.shape[1], num_classes=num_classes)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    n_extra = round(extra_share * batch_size) if extra_x is not None else 0
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(x), (batch_size - n_extra,), generator=g)
+        xb, yb = x[index], y[index]
+        if n_extra:
+            extra = torch.randint(0, len(extra_x), (n_extra,), generator=g)
+            xb, yb = torch.cat([xb, extra_x[extra]]), torch.cat([yb, extra_y[extra]])
+        if augment:
+            xb = random_affine(xb, g, translate=0.08, rotate=8, scale=0.08, shear=4)
+        loss = F.cross_entropy(model(xb.to(device) * 2 - 1), yb.to(device), label_smoothing=0.05)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classifier_accuracy(model: SmallCNN, data: ClassificationData, *, device: torch.device | str = "cpu") -> float:
+    """Share of the test split classified right."""
+    logits = torch.cat([model(x.to(device) * 2 - 1).cpu() for x in data.test_x.split(512)])
+    return (logits.argmax(dim=1) == data.test_y).double().mean().item()
+
+
+def gan_augment(*, settings: dict, fractions: tuple[float, ...] | None = None, seeds: tuple[int, ...] | None = None,
+                gan_steps: int | None = None, out: str | Path = "runs", name: str = "gan-augment",
+                device: str = "auto", threads: int | None = None, quiet: bool = False) -> dict:
+    """Train the reference CNN on a small stratified fraction of the training split three ways (real images only;
+    with classic affine augmentation; with images of a class-conditional GAN trained on the same fraction), for
+    every fraction and seed, and write one table of test accuracy (mean and standard deviation over the seeds) into
+    ``OUT/experiment/NAME``. ``settings``: ``manager.GAN_AUGMENT``. Finished cells (``cells.jsonl``) are skipped when
+    the same call is made again; an interrupted GAN is trained again from its start."""
+    from visionlab.opt import GanConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch_device = pick_device(device)
+    fractions = tuple(fractions or settings["fractions"])
+    seeds = tuple(seeds if seeds is not None else settings["seeds"])
+    if not fractions or not seeds or not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"gan-augment needs fractions in (0, 1] and at least one seed, got {fractions} and {seeds}")
+    gan_options = {**settings["gan"], **({"steps": gan_steps} if gan_steps else {})}
+    folder = Path(out) / "experiment" / slug(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"experiment": "gan-augment", "settings": settings, "fractions": list(fractions), "seeds": list(seeds),
+              "gan": gan_options}
+    if (folder / "experiment.json").is_file() and read_json(folder / "experiment.json") != \
+            json_round_trip(record):
+        raise ConfigError(f"{folder} holds gan-augment with other settings; rerun with the same ones to continue "
+                          f"it, or pass --name NEW for a new table")
+    write_json(folder / "experiment.json", record)
+    data = diffusion_data(settings["data"], seed=0)  # one split for all cells: the seeds vary subset and weights
+    k = len(data.class_names)
+    done = {r["key"]: r for r in read_jsonl(folder / "cells.jsonl")}
+    classifier = dict(num_classes=k, steps=settings["classifier_steps"], batch_size=settings["classifier_batch"],
+                      lr=settings["classifier_lr"], device=torch_device)
+    total = len(fractions) * len(seeds)
+    for i, (fraction, seed) in enumerate(((f, s) for f in fractions for s in seeds), 1):
+        key = f"f{fraction:g}-seed{seed}"
+        if key in done:
+            continue
+        start = time.perf_counter()
+        index = stratified_subset(data.train_y, fraction, seed=seed)
+        x, y = data.train_x[index], data.train_y[index]
+        if not quiet:
+            print(f"[{i}/{total}] {fraction:.0%} of the training split ({len(index)} images), seed {seed}", flush=True)
+        subset = ClassificationData(x, y, data.test_x, data.test_y, data.class_names, f"{data.name}-{key}")
+        run_dir = folder / TASK / key
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # stopped before the cell was recorded: train its GAN again
+        run_dir.mkdir(parents=True)
+        config = GanConfig(**{**gan_options, "data": settings["data"], "conditional": True, "seed": seed,
+                              "device": str(torch_device), "out": str(folder), "name": key, "quiet": True,
+                              "sample_every": 0, "fid_samples": 0, "checkpoint_every": None})
+        trainer = build_adversarial(config, run_dir=run_dir, data=subset)
+        gan_summary = trainer.train()
+        if gan_summary["status"] != "finished":
+            return {"status": gan_summary["status"], "folder": str(folder), "cells_done": len(done), "cells": total}
+        per_class = settings["synthetic_per_class"]
+        fake_y = torch.arange(k).repeat_interleave(per_class)
+        fake_x = to_unit(generate(trainer.eval_generator, len(fake_y), labels=fake_y, device=torch_device,
+                                  generator=torch.Generator().manual_seed(seed + 99)))
+        accuracy = {
+            AUGMENT_ROWS[0]: classifier_accuracy(train_classifier(x, y, seed=seed, **classifier), data,
+                                           device=torch_device),
+            AUGMENT_ROWS[1]: classifier_accuracy(train_classifier(x, y, augment=True, seed=seed, **classifier), data,
+                                           device=torch_device),
+            AUGMENT_ROWS[2]: classifier_accuracy(train_classifier(x, y, extra_x=fake_x, extra_y=fake_y,
+                                                            extra_share=settings["synthetic_share"], seed=seed,
+                                                            **classifier), data, device=torch_device)}
+        result = {"key": key, "fraction": fraction, "seed": seed, "train_images": len(index), "accuracy": accuracy,
+                  "gan_run": str(run_dir), "gan_warnings": gan_summary["metrics"]["warnings"],
+                  "gan_diversity": gan_summary["metrics"]["diversity"], "seconds": time.perf_counter() - start}
+        append_jsonl(folder / "cells.jsonl", result)
+        done[key] = result
+        if not quiet:
+            print("    " + ", ".join(f"{row}: {a:.2%}" for row, a in accuracy.items()), flush=True)
+    summary = augment_table([done[f"f{f:g}-seed{s}"] for f in fractions for s in seeds], fractions)
+    write_json(folder / "table.json", summary)
+    write_text(folder / "table.md", summary["markdown"])
+    return {"status": "finished", "folder": str(folder), "cells_done": total, "cells": total, **summary}
+
+
+def json_round_trip(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), to compare with a stored record."""
+    return json.loads(json.dumps(to_jsonable(obj)))
+
+
+def augment_table(cells: list[dict], fractions: tuple[float, ...]) -> dict:
+    """Rows (real only / + augmentation / + GAN) x columns (fractions): mean +- standard deviation over the seeds."""
+    rows = []
+    for row in AUGMENT_ROWS:
+        entry = {"row": row, "columns": {}}
+        for f in fractions:
+            values = [c["accuracy"][row] for c in cells if c["fraction"] == f]
+            entry["columns"][f"{f:g}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                          "seeds": len(values), "values": values}
+        rows.append(entry)
+    images = {f"{f:g}": next(c["train_images"] for c in cells if c["fraction"] == f) for f in fractions}
+    head = "| training data | " + " | ".join(f"{f:.0%} ({images[f'{f:g}']} images)" for f in fractions) + " |"
+    lines = [head, "|---" * (len(fractions) + 1) + "|"]
+    for e in rows:
+        lines.append(f"| {e['row']} | " + " | ".join(
+            f"{c['mean']:.2%} ± {c['std']:.2%}" for c in e["columns"].values()) + " |")
+    seeds = rows[0]["columns"][f"{fractions[0]:g}"]["seeds"]
+    markdown = "\n".join(lines) + f"\n\nTest accuracy on the full test split, mean ± standard deviation over " \
+                                  f"{seeds} seed(s).\n"
+    return {"kind": "gan-augment", "rows": rows, "markdown": markdown}
