@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 from scipy.io import wavfile
 
@@ -69,3 +70,17 @@ def test_a_folder_of_images_is_fitted_image_by_image_into_one_table(tmp_path, ca
     (tmp_path / "empty").mkdir()
     assert main(["fit", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
     assert "has no images" in capsys.readouterr().err
+
+
+def test_hash_grid_fit_uses_instant_ngp_sizes_and_adam_settings(tmp_path):
+    from visionlab.opt import FitConfig
+    from visionlab.trainer.fit import build_fit
+
+    trainer = build_fit(FitConfig(image="camera", size="24", model="hashgrid", sampler="full", steps=60, eval_every=30,
+                                  quiet=True, out=str(tmp_path)))
+    group = trainer.optimizer.param_groups[0]
+    assert group["betas"] == (0.9, 0.99) and group["eps"] == 1e-15 and group["lr"] == 1e-2
+    hidden = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in hidden[:-1]] == [64, 64]  # Instant-NGP's MLP: two hidden layers of 64
+    log = trainer.train()
+    assert log["metrics"]["psnr"] > 30  # a hash grid fits a 24 x 24 image in 60 steps
