@@ -99,7 +99,10 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     # Resume with a shorter horizon is not possible (the run's own config is used): continue to the end instead,
     # here by editing nothing and stopping the resumed run after a few steps with another Ctrl-C.
     proc = run_cli("fit", "--resume", str(run), "--quiet")
-    time.sleep(8)
+    logged = len((run / "metrics.jsonl").read_text().splitlines())
+    deadline = time.time() + 120
+    while len((run / "metrics.jsonl").read_text().splitlines()) == logged and time.time() < deadline:
+        time.sleep(0.2)  # until the resumed run has trained and logged (a loaded machine may take long to start)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -63,7 +63,6 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
-import scipy.stats
 import torch
 
 from visionlab.util.errors import ConfigError, DataError
@@ -419,6 +418,8 @@ class BoxCox(ValueTransform):
             self.lmbda = 1.0  # a constant image has no likelihood to maximise (SciPy refuses it); no power at all
         else:
             # the lambda that scipy.stats.boxcox(z) picks: it calls this maximum-likelihood search
+            import scipy.stats  # here, not at the top: it costs half a second of every 'import visionlab'
+
             self.lmbda = float(scipy.stats.boxcox_normmax(z, method="mle"))
         # B_lambda increases, so the extremes of the data are the extremes of the transformed data
         self.bmin, self.bmax = (float(self._boxcox(torch.tensor(e, dtype=torch.float64))) for e in (z.min(), z.max()))
