@@ -61,8 +61,8 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     for i, cell in enumerate(cells, 1):
         if cell.key in done:
             continue
-        if not quiet:
-            print(f"[{i}/{len(cells)}] {cell.row}" + (f" on {cell.item}" if cell.item else ""), flush=True)
+        # One line per run even when quiet (quiet hides the runs' own progress bars): a table may take hours.
+        print(f"[{i}/{len(cells)}] {cell.row}" + (f" on {cell.item}" if cell.item else ""), flush=True)
         result = _run_cell(cell, folder, quiet=quiet)
         if result["status"] != "finished":  # Ctrl-C: the cell's checkpoint is kept; the next call continues it
             return {"status": result["status"], "folder": str(folder), "cells_done": len(done),
