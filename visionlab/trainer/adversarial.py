@@ -68,7 +68,7 @@ from visionlab.data.images import save_image
 from visionlab.models.cnn import CNNConfig, SmallCNN
 from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
                                   generator_loss, gradient_penalty)
-from visionlab.trainer.base import Trainer
+from visionlab.trainer.base import Trainer, epoch_batch
 from visionlab.trainer.classify import random_affine
 from visionlab.trainer.diffuse import diffusion_data, grid_labels, image_grid, parse_labels, to_model, to_unit
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
@@ -187,10 +187,8 @@ class AdversarialTrainer(Trainer):
 
     def real_batch(self, position: int) -> torch.Tensor:
         """Indices of the ``position``-th real batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        epoch, i = divmod(position, self.steps_per_epoch)
-        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
-            self.config.seed * 1_000_003 + epoch))
-        return order[i * self.batch_size:(i + 1) * self.batch_size]
+        return epoch_batch(position, num_examples=len(self.data.train_y), batch_size=self.batch_size,
+                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None, *,
                            generator: torch.Generator | None = None) -> dict[str, float]:

@@ -43,6 +43,14 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def epoch_batch(step: int, *, num_examples: int, batch_size: int, steps_per_epoch: int, seed: int) -> torch.Tensor:
+    """Indices of step ``step``'s batch: a fresh permutation of the examples per epoch, seeded by (seed, epoch), so
+    that a resumed run draws exactly the batches an uninterrupted one would."""
+    epoch, i = divmod(step, steps_per_epoch)
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return order[i * batch_size:(i + 1) * batch_size]
+
+
 class Trainer:
     """Base training loop: steps, evaluation, logging, checkpoints, resume, Ctrl-C and the NaN guard."""
 

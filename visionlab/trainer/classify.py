@@ -29,7 +29,7 @@ from visionlab.components.losses import cross_entropy
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.models.vit import ViT, vit_config
 from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.trainer.base import Trainer
+from visionlab.trainer.base import Trainer, epoch_batch
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import DataError
@@ -116,10 +116,8 @@ class ClassifyTrainer(Trainer):
 
     def batch(self, step: int) -> torch.Tensor:
         """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        epoch, i = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
-            self.config.seed * 1_000_003 + epoch))
-        return order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
+                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)

@@ -46,7 +46,7 @@ from visionlab.data.images import save_image
 from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guided
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
-from visionlab.trainer.base import Trainer
+from visionlab.trainer.base import Trainer, epoch_batch
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import ConfigError, DataError
@@ -223,10 +223,8 @@ class DiffuseTrainer(Trainer):
 
     def batch(self, step: int) -> torch.Tensor:
         """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        epoch, i = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
-            self.config.seed * 1_000_003 + epoch))
-        return order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
+                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)

@@ -29,7 +29,7 @@ from visionlab.components.metrics import segmentation_confusion, segmentation_sc
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
-from visionlab.trainer.base import Trainer
+from visionlab.trainer.base import Trainer, epoch_batch
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import ConfigError
@@ -125,10 +125,8 @@ class SegmentTrainer(Trainer):
 
     def batch(self, step: int) -> torch.Tensor:
         """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        epoch, i = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(
-            self.config.seed * 1_000_003 + epoch))
-        return order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
+                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
