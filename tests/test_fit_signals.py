@@ -62,6 +62,7 @@ def test_a_folder_of_images_is_fitted_image_by_image_into_one_table(tmp_path, ca
     assert summary["metrics"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows.values()]))
     table = (tmp_path / "fit" / "photos-siren-evos" / "table.md").read_text()
     assert table == summary["table"] and "| **mean of 2** |" in table
+    assert capsys.readouterr().out.splitlines()[:2] == ["[1/2] camera.png", "[2/2] coffee.png"]  # progress
     # The same command again continues the table: nothing is refitted.
     assert main(["fit", str(folder), "--steps", "30", "--eval-every", "15", "--width", "32", "--depth", "2",
                  "--lr", "1e-3", "--quiet", "--out", str(tmp_path)]) == 0
