@@ -351,7 +351,7 @@ def gan_augment(options: ExperimentConfig) -> dict:
     augmentation and with images of a class-conditional GAN trained on the same fraction (``manager.GAN_AUGMENT``);
     ``steps`` sets the GAN's steps. Returns the table (``markdown``, ``rows``), written to OUT/experiment/NAME."""
     from visionlab.manager import GAN_AUGMENT
-    from visionlab.trainer.adversarial import gan_augment as run_gan_augment
+    from visionlab.trainer.gan_augment import gan_augment as run_gan_augment
 
     if options.images is not None or options.size is not None:
         raise ConfigError("gan-augment works on the digits: --images and --size do not apply")

@@ -143,7 +143,7 @@ def experiment_plan(name: str, *, images: list[str] | None = None, steps: int | 
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     if name == "gan-augment":  # its cells train a GAN and then classifiers on its images: not a list of runs
-        raise ConfigError("gan-augment has no plan of runs; it is run by visionlab.trainer.adversarial.gan_augment "
+        raise ConfigError("gan-augment has no plan of runs; it is run by visionlab.trainer.gan_augment.gan_augment "
                           "with the settings GAN_AUGMENT ('visionlab experiment gan-augment')")
     if name in ("evos-table1", "sympower-table1"):
         steps = steps or 5000
