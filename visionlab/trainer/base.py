@@ -104,6 +104,21 @@ class Trainer:
             raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; {last}; "
                                 f"try a lower learning rate or another value transform")
 
+    def optimizer_step(self, loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                       scheduler=None, grad_clip: float | None = None, ema=None) -> None:
+        """The shared end of a training step: NaN guard, backward, optional gradient-norm clipping, optimiser and
+        scheduler steps, then the EMA of the parameters (theta_ema <- d theta_ema + (1 - d) theta)."""
+        self.check_finite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+
     def request_stop(self) -> None:
         """Stop after the current step, with a checkpoint (what Ctrl-C does)."""
         self._stop_requested = True

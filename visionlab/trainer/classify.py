@@ -128,15 +128,8 @@ class ClassifyTrainer(Trainer):
         with self.autocast():
             logits = self.model(x)  # (B, K)
         loss = cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
-        self.check_finite(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
+        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip,
+                            ema=self.ema)
         return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"], "epoch": step // self.steps_per_epoch}
 
     @property

@@ -240,15 +240,8 @@ class DiffuseTrainer(Trainer):
         with self.autocast():
             losses = self.diffusion.training_loss(self.model, x0, y=y, t=t, noise=noise)  # labels dropped inside
         loss = losses["loss"].float()
-        self.check_finite(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)  # theta_ema <- d theta_ema + (1 - d) theta
+        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip,
+                            ema=self.ema)
         value = loss.item()
         self.loss_sum += value
         self.loss_count += 1

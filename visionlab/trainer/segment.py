@@ -139,13 +139,7 @@ class SegmentTrainer(Trainer):
         loss = F.cross_entropy(logits.float(), y)
         if self.config.dice_weight:
             loss = loss + self.config.dice_weight * soft_dice_loss(logits.float(), y)
-        self.check_finite(loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip)
         return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
                 "epoch": step // self.steps_per_epoch}
 
