@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from visionlab import api
@@ -356,6 +357,8 @@ def run_evaluate_samples(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun, rank 0 reports; errors still show on all
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     try:
         return args.handler(args)
     except VisionlabError as e:

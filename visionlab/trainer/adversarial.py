@@ -63,13 +63,14 @@ from visionlab.data.classification import ClassificationData
 from visionlab.data.images import save_image
 from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
                                   generator_loss, gradient_penalty)
-from visionlab.trainer.base import Trainer, epoch_batch
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
 from visionlab.trainer.diffuse import diffusion_data, grid_labels, image_grid, parse_labels, to_model, to_unit
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
+from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.io import (new_run_dir, read_json, write_json,
-                               write_yaml)
+from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
 from visionlab.util.seed import seed_everything
 
@@ -142,16 +143,21 @@ class AdversarialTrainer(Trainer):
     monitor_samples = 256  # images from fixed noise whose diversity is logged
 
     def __init__(self, *, config: "GanConfig", data: ClassificationData, generator: Generator,
-                 discriminator: Discriminator, run_dir: Path, device: torch.device):
+                 discriminator: Discriminator, run_dir: Path, device: torch.device, dist: Dist = Dist()):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
                          eval_every=config.eval_every, checkpoint_every=config.checkpoint_every or config.steps,
-                         quiet=config.quiet)
-        self.data, self.generator, self.discriminator = data, generator, discriminator
+                         quiet=config.quiet, dist=dist)
+        self.data, self.generator, self.discriminator = data, generator, discriminator  # unwrapped
+        # Training forwards go through these (DDP, BatchNorm on the global batch, with several processes); a network
+        # that only passes gradients on (D in G's step) or makes images without a graph (G in D's step) is used
+        # unwrapped.
+        self.g_net, self.d_net = dist.wrap(generator), dist.wrap(discriminator)
         self.settings = s = gan_settings(config)
         self.conditional = config.conditional
         self.num_classes = len(data.class_names)
         n = len(data.train_y)
         self.batch_size = min(config.batch_size, n)
+        dist.check_batch(self.batch_size)
         self.steps_per_epoch = n // self.batch_size  # full batches only: BatchNorm needs more than one image
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=s["lr_g"], betas=s["betas"])
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=s["lr_d"], betas=s["betas"])
@@ -185,25 +191,25 @@ class AdversarialTrainer(Trainer):
                            steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None, *,
-                           generator: torch.Generator | None = None) -> dict[str, float]:
+                           eps: torch.Tensor | None = None, generator: torch.Generator | None = None
+                           ) -> dict[str, float]:
         """One optimiser step of D on real images (B, C, H, W) and generated ones (B, C, H, W) (no graph to G) with
-        labels y (B,) for both (conditional). Only D changes."""
-        d = self.discriminator
+        labels y (B,) for both (conditional); ``eps`` (B,): WGAN-GP's interpolation weights (else drawn with
+        ``generator``). Only D changes. With several processes these are this rank's share of the batch."""
+        d = self.d_net
         fake = fake.detach()
         d_real, d_fake = d(real, y), d(fake, y)  # logits (B,), separate batches (DCGAN)
         loss = discriminator_loss(self.config.loss, d_real, d_fake)
         gp = None
         if self.config.loss == "wgan-gp":
-            gp = gradient_penalty(lambda x: d(x, y), real, fake, generator=generator)
+            gp = gradient_penalty(lambda x: d(x, y), real, fake, eps=eps, generator=generator)
             loss = loss + self.config.gp_weight * gp  # L_D = d(G(z)) - d(x) + lambda GP (Alg. 1, line 7)
-        self.check_finite(loss)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
+        loss, value = self.global_loss(loss, n_local=len(real), n_global=self.batch_size)
+        self.backward_step(loss, self.discriminator, self.opt_d)
         with torch.no_grad():
             threshold = (d_real.mean() + d_fake.mean()) / 2 if self.config.loss == "wgan-gp" else 0.0
             accuracy = ((d_real > threshold).float().mean() + (d_fake < threshold).float().mean()) / 2
-        logs = {"d_loss": loss.item(), "d_accuracy": accuracy.item(), "d_real": d_real.mean().item(),
+        logs = {"d_loss": value, "d_accuracy": accuracy.item(), "d_real": d_real.mean().item(),
                 "d_fake": d_fake.mean().item()}
         if gp is not None:
             logs["gp"] = gp.item()
@@ -215,11 +221,9 @@ class AdversarialTrainer(Trainer):
         d = self.discriminator
         d.requires_grad_(False)  # D's parameters get no gradient at all
         try:
-            loss = generator_loss(self.config.loss, d(self.generator(z, y), y))
-            self.check_finite(loss)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
+            loss = generator_loss(self.config.loss, d(self.g_net(z, y), y))
+            loss, value = self.global_loss(loss, n_local=len(z), n_global=self.batch_size)
+            self.backward_step(loss, self.generator, self.opt_g)
         finally:
             d.requires_grad_(True)
         if self.ema is not None:
@@ -227,22 +231,25 @@ class AdversarialTrainer(Trainer):
             with torch.no_grad():
                 for mine, live in zip(self.ema.module.buffers(), self.generator.buffers()):
                     mine.copy_(live)  # BatchNorm statistics: copied, not averaged
-        return {"g_loss": loss.item()}
+        return {"g_loss": value}
 
     def train_step(self, step: int) -> dict[str, float]:
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step + 7)  # noise, labels, eps of the step
         n_critic, b = self.settings["n_critic"], self.batch_size
+        mine = self.dist.shard(b)  # everything is drawn for the global batch; this rank keeps its share
         d_logs: dict[str, float] = {}
         for k in range(n_critic):
             index = self.real_batch(step * n_critic + k)
-            real = to_model(self.data.train_x[index]).to(self.device)  # (B, C, H, W) in [-1, 1]
-            y = self.data.train_y[index].to(self.device) if self.conditional else None
+            real = to_model(self.data.train_x[index[mine]]).to(self.device)  # (B, C, H, W) in [-1, 1]
+            y = self.data.train_y[index[mine]].to(self.device) if self.conditional else None
+            z = self.generator.noise(b, generator=g)[mine].to(self.device)
             with torch.no_grad():
-                fake = self.generator(self.generator.noise(b, generator=g).to(self.device), y)  # G(z), no graph
-            for key, value in self.discriminator_step(real, fake, y, generator=g).items():
+                fake = self.generator(z, y)  # G(z), no graph
+            eps = torch.rand(b, generator=g)[mine] if self.config.loss == "wgan-gp" else None  # one per sample
+            for key, value in self.discriminator_step(real, fake, y, eps=eps).items():
                 d_logs[key] = d_logs.get(key, 0.0) + value / n_critic
-        z = self.generator.noise(b, generator=g).to(self.device)
-        y = torch.randint(0, self.num_classes, (b,), generator=g).to(self.device) if self.conditional else None
+        z = self.generator.noise(b, generator=g)[mine].to(self.device)
+        y = torch.randint(0, self.num_classes, (b,), generator=g)[mine].to(self.device) if self.conditional else None
         logs = {"loss": d_logs["d_loss"], **d_logs, **self.generator_step(z, y)}
         for key, value in logs.items():
             if key != "loss":
@@ -400,7 +407,7 @@ def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     data = data or diffusion_data(config.data, image_size=config.image_size, seed=config.seed,
                                   test_size=config.test_size)
@@ -411,10 +418,9 @@ def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
     discriminator = Discriminator(config=model_config).to(device)
     if run_dir is None:
         default = f"{data.name}-gan-{config.loss}" + ("-cond" if config.conditional else "")
-        run_dir = new_run_dir(config.out, TASK, config.name or default)
-        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+        run_dir = make_run_dir(dist, config, config.out, TASK, config.name or default)
     return AdversarialTrainer(config=config, data=data, generator=generator, discriminator=discriminator,
-                              run_dir=run_dir, device=device)
+                              run_dir=run_dir, device=device, dist=dist)
 
 
 def train(config: "GanConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:

@@ -11,7 +11,10 @@ owns what must work the same everywhere:
 - checkpoints every ``checkpoint_every`` steps, written atomically, with the random states, so that ``resume``
   continues exactly (bit for bit on the CPU);
 - Ctrl-C: the current step finishes, a checkpoint is written and the run stops cleanly (a second Ctrl-C aborts);
-- the NaN guard: a non-finite loss stops the run before it touches the weights, naming the last good checkpoint.
+- the NaN guard: a non-finite loss stops the run before it touches the weights, naming the last good checkpoint;
+- several processes (torchrun, :mod:`visionlab.util.distributed`): the logged step numbers are averaged over the
+  ranks, a stop asked for on one rank stops all of them after the same step, and only rank 0 evaluates, logs,
+  checkpoints and writes outputs (evaluation uses the unwrapped model, so it needs no other rank).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
+from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError, TrainingError
-from visionlab.util.io import append_jsonl, read_jsonl, write_json, write_text
+from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
 from visionlab.util.seed import rng_state, set_rng_state
 
 
@@ -51,20 +55,30 @@ def epoch_batch(step: int, *, num_examples: int, batch_size: int, steps_per_epoc
     return order[i * batch_size:(i + 1) * batch_size]
 
 
+def make_run_dir(dist: Dist, config, out: str, task: str, name: str) -> Path:
+    """A new run folder OUT/TASK/NAME with its ``config.yaml``: made by rank 0, its path shared with the others."""
+    run_dir = None
+    if dist.is_main:
+        run_dir = new_run_dir(out, task, name)
+        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+    return Path(dist.broadcast(str(run_dir) if run_dir is not None else None))
+
+
 class Trainer:
     """Base training loop: steps, evaluation, logging, checkpoints, resume, Ctrl-C and the NaN guard."""
 
     task = "base"
 
     def __init__(self, *, config, run_dir: str | Path, device: torch.device, total_steps: int,
-                 eval_every: int = 100, checkpoint_every: int = 500, quiet: bool = False):
+                 eval_every: int = 100, checkpoint_every: int = 500, quiet: bool = False, dist: Dist = Dist()):
         self.config = config
+        self.dist = dist  # this process's place among torchrun's processes; Dist() for one process
         self.run_dir = Path(run_dir)
         self.device = device
         self.total_steps = total_steps
         self.eval_every = max(1, eval_every)
         self.checkpoint_every = max(1, checkpoint_every)
-        self.quiet = quiet
+        self.quiet = quiet or not dist.is_main  # one progress bar, rank 0's
         self.step = 0  # optimiser steps done
         self.train_seconds = 0.0  # wall time inside train_step only
         self.history: list[dict] = []  # one record per evaluation
@@ -104,11 +118,34 @@ class Trainer:
             raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; {last}; "
                                 f"try a lower learning rate or another value transform")
 
+    def global_loss(self, loss: torch.Tensor, *, n_local: int = 1, n_global: int | None = None
+                    ) -> tuple[torch.Tensor, float]:
+        """(the loss to give ``backward``, the global batch's mean loss as a float) from this rank's mean loss over
+        ``n_local`` of the step's ``n_global`` examples; the NaN guard runs on the global value, so that every rank
+        stops together. One process: (loss, loss.item())."""
+        dist = self.dist
+        if not dist.enabled:
+            self.check_finite(loss)
+            return loss, loss.item()
+        n_global = n_global if n_global is not None else n_local * dist.world_size
+        value = dist.sum(loss.detach().double() * (n_local / n_global))  # sum_r (n_r / N) L_r: the global mean
+        self.check_finite(value)
+        return loss * dist.backward_scale(n_local, n_global), value.item()
+
     def optimizer_step(self, loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
-                       scheduler=None, grad_clip: float | None = None, ema=None) -> None:
+                       scheduler=None, grad_clip: float | None = None, ema=None, n_local: int = 1,
+                       n_global: int | None = None) -> float:
         """The shared end of a training step: NaN guard, backward, optional gradient-norm clipping, optimiser and
-        scheduler steps, then the EMA of the parameters (theta_ema <- d theta_ema + (1 - d) theta)."""
-        self.check_finite(loss)
+        scheduler steps, then the EMA of the parameters (theta_ema <- d theta_ema + (1 - d) theta). ``model`` is the
+        unwrapped network; with several processes, ``loss`` is this rank's mean over ``n_local`` of the ``n_global``
+        examples of the step (see :meth:`global_loss`). Returns the global batch's loss."""
+        loss, value = self.global_loss(loss, n_local=n_local, n_global=n_global)
+        self.backward_step(loss, model, optimizer, scheduler=scheduler, grad_clip=grad_clip, ema=ema)
+        return value
+
+    def backward_step(self, loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                      scheduler=None, grad_clip: float | None = None, ema=None) -> None:
+        """Backward, clipping, optimiser, scheduler, EMA: :meth:`optimizer_step` after its NaN guard."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -124,6 +161,8 @@ class Trainer:
         self._stop_requested = True
 
     def save_checkpoint(self) -> Path:
+        if not self.dist.is_main:  # rank 0 writes; the others hold the same state
+            return self.checkpoint_path
         config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
         state = {"version": __version__, "task": self.task, "step": self.step, "train_seconds": self.train_seconds,
                  "history": self.history, "config": config, "rng": rng_state(), **self.state_dict()}
@@ -140,12 +179,16 @@ class Trainer:
         self.history = list(state["history"])
         self.load_state_dict(state)
         set_rng_state(state["rng"])
+        if not self.dist.is_main:
+            return
         # Lines logged after that checkpoint belong to steps that will be trained again: drop them.
         log = self.run_dir / "metrics.jsonl"
         kept = [r for r in read_jsonl(log) if r.get("step", 0) <= self.step]
         write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         append_jsonl(self.run_dir / "metrics.jsonl", record)
 
     def run_evaluation(self, logs: dict) -> dict:
@@ -164,34 +207,38 @@ class Trainer:
             last_eval = self.history[-1] if self.history else {}
             while self.step < self.total_steps:
                 start = time.perf_counter()
-                logs = self.train_step(self.step)
+                logs = self.dist.mean_logs(self.train_step(self.step))
                 synchronize(self.device)
                 self.train_seconds += time.perf_counter() - start
                 self.step += 1
-                if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                main = self.dist.is_main
+                if main and (self.step % self.eval_every == 0 or self.step == self.total_steps):
                     last_eval = self.run_evaluation(logs)
                 if self.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
                 bar.update(1)
                 bar.set_postfix(self._postfix(logs, last_eval), refresh=False)
-                for callback in self.callbacks:
+                for callback in self.callbacks if main else ():  # grids, tests' hooks: rank 0's business
                     callback(self)
-                if self._stop_requested and self.step < self.total_steps:
+                if self.step < self.total_steps and self.dist.any(self._stop_requested):
                     status = "interrupted"
                     break
         except TrainingError as error:  # the run folder says why it stopped; the last checkpoint stays as it was
-            write_json(self.run_dir / "summary.json", {"task": self.task, "status": "failed", "error": str(error),
-                                                       "step": self.step, "version": __version__})
+            if self.dist.is_main:
+                write_json(self.run_dir / "summary.json", {"task": self.task, "status": "failed",
+                                                           "error": str(error), "step": self.step,
+                                                           "version": __version__})
             raise
         finally:
             bar.close()
             restore()
         self.save_checkpoint()
-        metrics = self.finish(status)
+        metrics = self.dist.broadcast(self.finish(status) if self.dist.is_main else None)  # every rank returns them
         summary = {"task": self.task, "status": status, "run_dir": str(self.run_dir), "step": self.step,
                    "total_steps": self.total_steps, "train_seconds": self.train_seconds, "metrics": metrics,
                    "version": __version__}
-        write_json(self.run_dir / "summary.json", summary)
+        if self.dist.is_main:
+            write_json(self.run_dir / "summary.json", summary)
         return summary
 
     @staticmethod

@@ -29,11 +29,13 @@ from visionlab.components.losses import cross_entropy
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.models.vit import ViT, vit_config
 from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.trainer.base import Trainer, epoch_batch
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
+from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError
-from visionlab.util.io import new_run_dir, write_json, write_yaml
+from visionlab.util.io import write_json
 from visionlab.util.plots import confusion_figure, curve_figure
 from visionlab.util.seed import seed_everything
 
@@ -85,14 +87,17 @@ class ClassifyTrainer(Trainer):
     task = "classify"
 
     def __init__(self, *, config: "ClassifyConfig", data: ClassificationData, model: torch.nn.Module,
-                 run_dir: Path, device: torch.device):
+                 run_dir: Path, device: torch.device, dist: Dist = Dist()):
         self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
         total = config.epochs * self.steps_per_epoch
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
                          eval_every=self.steps_per_epoch,
-                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet)
+                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet,
+                         dist=dist)
+        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
         self.data = data
-        self.model = model
+        self.model = model  # unwrapped: evaluation, EMA, state dicts
+        self.net = dist.wrap(model)  # training forwards (DDP with several processes)
         # No weight decay on biases, norms, [CLS] and positional embeddings: decay pulls them to 0 for nothing.
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n and "token" not in n]
         rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n and "token" not in n)]
@@ -122,15 +127,17 @@ class ClassifyTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
         x, y = self.data.train_x[index], self.data.train_y[index]
-        if self.config.augment:
+        if self.config.augment:  # drawn for the global batch, so that it does not depend on the split
             x = random_affine(x, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
-        x, y = model_input(x).to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        mine = self.dist.shard(len(index))  # this rank's share (all of it with one process)
+        x, y = model_input(x[mine]).to(self.device, non_blocking=True), y[mine].to(self.device, non_blocking=True)
         with self.autocast():
-            logits = self.model(x)  # (B, K)
+            logits = self.net(x)  # (B, K)
         loss = cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
-        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip,
-                            ema=self.ema)
-        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"], "epoch": step // self.steps_per_epoch}
+        value = self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler,
+                                    grad_clip=self.config.grad_clip, ema=self.ema, n_local=len(y),
+                                    n_global=len(index))
+        return {"loss": value, "lr": self.optimizer.param_groups[0]["lr"], "epoch": step // self.steps_per_epoch}
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -206,7 +213,7 @@ def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> 
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     data = classification_data(config.data, video=config.video or config.model == "vivit",
                                image_size=config.image_size, frames=config.frames, seed=config.seed,
@@ -215,9 +222,8 @@ def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> 
         data = data.single_frame(config.frame)  # the single-frame control: what one frame can tell
     model = build_model(config, data.sample_shape, len(data.class_names)).to(device)
     if run_dir is None:
-        run_dir = new_run_dir(config.out, "classify", config.name or f"{data.name}-{config.model}")
-        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    return ClassifyTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device)
+        run_dir = make_run_dir(dist, config, config.out, "classify", config.name or f"{data.name}-{config.model}")
+    return ClassifyTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device, dist=dist)
 
 
 def train(config: "ClassifyConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:

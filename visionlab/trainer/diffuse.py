@@ -46,11 +46,14 @@ from visionlab.data.images import save_image
 from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guided
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
-from visionlab.trainer.base import Trainer, epoch_batch
+from visionlab.components.embeddings import LabelEmbedding
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
+from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.io import new_run_dir, read_json, write_json, write_yaml
+from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
 from visionlab.util.seed import seed_everything
 
@@ -184,13 +187,21 @@ class DiffuseTrainer(Trainer):
     eval_batch = 256  # test images of the fixed evaluation batch
 
     def __init__(self, *, config: "DiffuseConfig", data: ClassificationData, model: torch.nn.Module,
-                 diffusion: GaussianDiffusion, run_dir: Path, device: torch.device):
+                 diffusion: GaussianDiffusion, run_dir: Path, device: torch.device, dist: Dist = Dist()):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
                          eval_every=config.eval_every, checkpoint_every=config.checkpoint_every or config.steps,
-                         quiet=config.quiet)
-        self.data, self.model, self.diffusion = data, model, diffusion
+                         quiet=config.quiet, dist=dist)
+        self.data, self.model, self.diffusion = data, model, diffusion  # model unwrapped: EMA, sampling, state
         self.conditional = not config.unconditional
         self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
+        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
+        # The label dropout of classifier-free guidance is drawn here, with the step's generator and for the global
+        # batch, rather than inside the network: then it does not depend on how a batch is split over processes.
+        embed = next((m for m in model.modules() if isinstance(m, LabelEmbedding)), None)
+        self.label_dropout = embed.dropout if embed is not None and self.conditional else 0.0
+        if embed is not None:
+            embed.dropout = 0.0  # the network takes the labels as given (the null class where dropped)
+        self.net = dist.wrap(model)  # training forwards (DDP with several processes)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         warmup = max(1, config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda t: min(1.0, (t + 1) / warmup))
@@ -235,14 +246,19 @@ class DiffuseTrainer(Trainer):
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         t = torch.randint(0, self.diffusion.num_timesteps, (len(index),), generator=g)  # t ~ U{0 .. T-1}
         noise = torch.randn(x0.shape, generator=g)  # eps ~ N(0, I)
-        x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
-        y = self.data.train_y[index].to(self.device) if self.conditional else None
+        mine = self.dist.shard(len(index))  # this rank's share of the global batch (all of it with one process)
+        y = None
+        if self.conditional:
+            y = self.data.train_y[index]
+            if self.label_dropout:  # y -> null class with probability p (Ho & Salimans 2022)
+                y = torch.where(torch.rand(len(index), generator=g) < self.label_dropout, self.null_class, y)
+            y = y[mine].to(self.device)
+        x0, t, noise = x0[mine].to(self.device), t[mine].to(self.device), noise[mine].to(self.device)
         with self.autocast():
-            losses = self.diffusion.training_loss(self.model, x0, y=y, t=t, noise=noise)  # labels dropped inside
-        loss = losses["loss"].float()
-        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip,
-                            ema=self.ema)
-        value = loss.item()
+            losses = self.diffusion.training_loss(self.net, x0, y=y, t=t, noise=noise)
+        value = self.optimizer_step(losses["loss"].float(), self.model, self.optimizer, scheduler=self.scheduler,
+                                    grad_clip=self.config.grad_clip, ema=self.ema, n_local=len(t),
+                                    n_global=len(index))
         self.loss_sum += value
         self.loss_count += 1
         return {"loss": value, "mse": losses["mse"].item(), "vb": losses["vb"].item(),
@@ -345,15 +361,15 @@ def build_diffuse(config: "DiffuseConfig", *, run_dir: Path | None = None) -> Di
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     data = diffusion_data(config.data, image_size=config.image_size, seed=config.seed, test_size=config.test_size)
     model, diffusion = build_network(config, data.sample_shape, len(data.class_names))
     model = model.to(device)
     if run_dir is None:
-        run_dir = new_run_dir(config.out, "diffuse", config.name or f"{data.name}-{config.model}")
-        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    return DiffuseTrainer(config=config, data=data, model=model, diffusion=diffusion, run_dir=run_dir, device=device)
+        run_dir = make_run_dir(dist, config, config.out, "diffuse", config.name or f"{data.name}-{config.model}")
+    return DiffuseTrainer(config=config, data=data, model=model, diffusion=diffusion, run_dir=run_dir, device=device,
+                          dist=dist)
 
 
 def train(config: "DiffuseConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:

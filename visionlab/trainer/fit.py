@@ -14,7 +14,6 @@ middle frame) for a video.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +25,12 @@ from visionlab.components.sampling import Sampler, build_sampler
 from visionlab.components.transforms import ValueTransform, make_transform
 from visionlab.data.signals import GridSignal, load_signal
 from visionlab.models.inr import INR_PRESETS, build_inr, predict_in_chunks
-from visionlab.trainer.base import Trainer
+from visionlab.trainer.base import Trainer, make_run_dir
 from visionlab.util.checkpoint import save_weights
-from visionlab.util.device import pick_device
+from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError
-from visionlab.util.io import new_run_dir, write_json, write_yaml
+from visionlab.util.io import write_json
 from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
 from visionlab.util.seed import seed_everything
 
@@ -45,11 +45,14 @@ class FitTrainer(Trainer):
 
     def __init__(self, *, config: "FitConfig", signal: GridSignal, target: torch.Tensor, model: torch.nn.Module,
                  transform: ValueTransform, sampler: Sampler, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device):
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device,
+                 dist: Dist = Dist()):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
-                         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, quiet=config.quiet)
+                         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, quiet=config.quiet,
+                         dist=dist)
         self.signal = signal
-        self.model = model
+        self.model = model  # unwrapped: evaluation, the selector's profiling, state dicts
+        self.net = dist.wrap(model)  # training forwards (DDP with several processes)
         self.transform = transform
         self.sampler = sampler
         self.optimizer = optimizer
@@ -70,9 +73,17 @@ class FitTrainer(Trainer):
         else:
             indices = indices.to(self.device)
             coords, target = self.coords[indices], self.target[indices]  # (n, 2), (n, C)
+        # Several processes: the selection is the same on every rank (same weights, same seeds); each rank runs the
+        # network on its share of the coordinates and the predictions are gathered, so the loss, the weights and
+        # the selector's extra term see all n rows, as with one process (Dist.gather's gradient returns to the rows).
+        dist = self.dist
+        sizes = dist.sizes(coords.shape[0])
+        if dist.enabled:
+            dist.check_batch(coords.shape[0], "a selection of samples")
+            coords = coords[dist.shard(coords.shape[0])]  # (n_r, d)
         if sampler.wants_coordinate_grad:  # soft mining moves its samples along d loss / d coords
             coords = coords.detach().requires_grad_()
-        pred = self.model(coords)  # (n, C)
+        pred = dist.gather(self.net(coords), sizes)  # (n, C)
         weights = sampler.loss_weights(step, indices, pred.detach())  # (n,) or None
         if weights is None:
             loss = torch.mean((pred - target) ** 2)
@@ -85,12 +96,13 @@ class FitTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if sampler.wants_coordinate_grad:
-            sampler.observe(step, indices, coords.grad)
+            # Each rank's coordinate gradient came back summed over the ranks' identical losses: divide by W.
+            sampler.observe(step, indices, dist.gather(coords.grad / dist.world_size, sizes))
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self.pixels_trained += coords.shape[0]
-        return {"loss": loss.item(), "pixels": coords.shape[0], "lr": self.optimizer.param_groups[0]["lr"]}
+        self.pixels_trained += pred.shape[0]
+        return {"loss": loss.item(), "pixels": pred.shape[0], "lr": self.optimizer.param_groups[0]["lr"]}
 
     def reconstruct(self) -> torch.Tensor:
         """The current fit in the signal's layout (*shape, C), in [0, 1]."""
@@ -190,7 +202,7 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     signal = load_fit_signal(config)
     # rpp's permutation follows the run's seed; the other transforms have no randomness.
@@ -216,10 +228,10 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
                             seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=cfs_steps,
                             crossover=config.crossover)
     if run_dir is None:
-        run_dir = new_run_dir(config.out, "fit", config.name or f"{signal.name}-{config.model}-{config.sampler}")
-        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
+        run_dir = make_run_dir(dist, config, config.out, "fit",
+                               config.name or f"{signal.name}-{config.model}-{config.sampler}")
     return FitTrainer(config=config, signal=signal, target=target, model=model, transform=transform, sampler=sampler,
-                      optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device)
+                      optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device, dist=dist)
 
 
 def fit(config: "FitConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:

@@ -29,11 +29,12 @@ from visionlab.components.metrics import segmentation_confusion, segmentation_sc
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
-from visionlab.trainer.base import Trainer, epoch_batch
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
 from visionlab.util.checkpoint import save_weights
-from visionlab.util.device import pick_device
+from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError
-from visionlab.util.io import new_run_dir, write_json, write_yaml
+from visionlab.util.io import write_json
 from visionlab.util.plots import curve_figure
 from visionlab.util.seed import seed_everything
 
@@ -64,13 +65,18 @@ def model_input(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice, averaged over classes: logits (B, K, H, W), target (B, H, W) -> scalar."""
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, reduce=None) -> torch.Tensor:
+    """1 - soft Dice over the batch, averaged over classes: logits (B, K, H, W), target (B, H, W) -> scalar.
+    ``reduce`` sums the (3, K) per-class sums over processes (a differentiable all-reduce), so that a batch split
+    over ranks gives the Dice of the whole batch."""
     k = logits.shape[1]
     p = logits.softmax(dim=1)  # (B, K, H, W)
     t = F.one_hot(target, k).permute(0, 3, 1, 2).to(p.dtype)  # (B, K, H, W)
-    inter = (p * t).sum(dim=(0, 2, 3))  # (K,)
-    return (1 - (2 * inter + 1) / (p.sum(dim=(0, 2, 3)) + t.sum(dim=(0, 2, 3)) + 1)).mean()
+    sums = torch.stack([(p * t).sum(dim=(0, 2, 3)), p.sum(dim=(0, 2, 3)), t.sum(dim=(0, 2, 3))])  # (3, K)
+    if reduce is not None:
+        sums = reduce(sums)
+    inter, p_sum, t_sum = sums
+    return (1 - (2 * inter + 1) / (p_sum + t_sum + 1)).mean()
 
 
 def flip_and_turn(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,13 +108,16 @@ class SegmentTrainer(Trainer):
     task = "segment"
 
     def __init__(self, *, config: "SegmentConfig", data: SegmentationData, model: UNet, run_dir: Path,
-                 device: torch.device):
+                 device: torch.device, dist: Dist = Dist()):
         self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
         total = config.epochs * self.steps_per_epoch
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
                          eval_every=self.steps_per_epoch,
-                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet)
-        self.data, self.model = data, model
+                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet,
+                         dist=dist)
+        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
+        self.data, self.model = data, model  # unwrapped: evaluation, state dicts
+        self.net = dist.wrap(model)  # training forwards (DDP, BatchNorm on the global batch, with several processes)
         decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases and BatchNorm
         rest = [p for p in model.parameters() if p.ndim < 2]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -133,14 +142,19 @@ class SegmentTrainer(Trainer):
         x, y = self.data.train_x[index], self.data.train_y[index]
         if self.config.augment:
             x, y = flip_and_turn(x, y, torch.Generator().manual_seed(self.config.seed * 1_000_003 + step))
-        x, y = model_input(x).to(self.device), y.to(self.device)
+        mine = self.dist.shard(len(index))  # this rank's share (all of it with one process)
+        x, y = model_input(x[mine]).to(self.device), y[mine].to(self.device)
         with self.autocast():
-            logits = self.model(x)  # (B, K, H, W)
-        loss = F.cross_entropy(logits.float(), y)
+            logits = self.net(x)  # (B, K, H, W)
+        loss, value = self.global_loss(F.cross_entropy(logits.float(), y), n_local=len(y), n_global=len(index))
         if self.config.dice_weight:
-            loss = loss + self.config.dice_weight * soft_dice_loss(logits.float(), y)
-        self.optimizer_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip)
-        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
+            # Dice of the global batch: the same on every rank, and its all-reduce already sums the ranks' gradients,
+            # so it is added unscaled (DDP's average over W identical terms then gives its gradient once).
+            dice = self.config.dice_weight * soft_dice_loss(logits.float(), y, reduce=self.dist.sum_with_grad)
+            self.check_finite(dice)
+            loss, value = loss + dice, value + dice.item()
+        self.backward_step(loss, self.model, self.optimizer, scheduler=self.scheduler, grad_clip=self.config.grad_clip)
+        return {"loss": value, "lr": self.optimizer.param_groups[0]["lr"],
                 "epoch": step // self.steps_per_epoch}
 
     @torch.no_grad()
@@ -226,16 +240,15 @@ def build_segment(config: "SegmentConfig", *, run_dir: Path | None = None) -> Se
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     data = segmentation_data(config.data, image_size=config.image_size, train=config.train_images,
                              test=config.test_images, max_shapes=config.max_shapes, kinds=config.shape_kinds,
                              test_size=config.test_size, seed=config.seed)
     model = build_unet(config, data.sample_shape[0], data.num_classes).to(device)
     if run_dir is None:
-        run_dir = new_run_dir(config.out, "segment", config.name or f"{data.name}-unet")
-        write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    return SegmentTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device)
+        run_dir = make_run_dir(dist, config, config.out, "segment", config.name or f"{data.name}-unet")
+    return SegmentTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device, dist=dist)
 
 
 def train(config: "SegmentConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
