@@ -181,6 +181,8 @@ class Trainer:
         set_rng_state(state["rng"])
         if not self.dist.is_main:
             return
+        for litter in self.run_dir.glob(".*.tmp"):  # temporary files of writes that a kill -9 cut short
+            litter.unlink(missing_ok=True)
         # Lines logged after that checkpoint belong to steps that will be trained again: drop them.
         log = self.run_dir / "metrics.jsonl"
         kept = [r for r in read_jsonl(log) if r.get("step", 0) <= self.step]
