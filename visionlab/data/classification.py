@@ -19,6 +19,7 @@ from visionlab.data.datasets import BUILTIN_DATASETS, image_folder
 from visionlab.data.formats import load_arrays
 from visionlab.data.video import load_videos
 from visionlab.util.errors import DataError
+from visionlab.util.io import list_folder
 
 
 @dataclass(eq=False)
@@ -81,7 +82,7 @@ def classification_data(name: str, *, video: bool = False, image_size: int | Non
 
 def _looks_like_arrays(folder: Path) -> bool:
     """MNIST IDX or CIFAR batch files, rather than class sub-folders."""
-    names = {p.name for p in folder.iterdir()}
+    names = {p.name for p in list_folder(folder)}
     return any("idx" in n for n in names) or bool(names & {"data_batch_1", "test_batch", "train", "meta"})
 
 

@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 
 from visionlab.data.images import load_image
 from visionlab.util.errors import DataError
+from visionlab.util.io import list_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -36,7 +37,7 @@ def image_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
-    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(f for f in list_folder(folder) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -111,8 +112,8 @@ def image_folder(root: str | Path, *, image_size: tuple[int, int] = (64, 64)) ->
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"no such data set or folder: {root} (built in: {', '.join(BUILTIN_DATASETS)})")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {c.name: sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    classes = sorted(p for p in list_folder(root) if p.is_dir() and not p.name.startswith("."))
+    files = {c.name: sorted(f for f in list_folder(c) if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
     if not classes or not any(files.values()):
         raise DataError(f"{root} has no class sub-folders with images ({', '.join(IMAGE_SUFFIXES)}); expected "
                         f"{root}/<class>/<image>")

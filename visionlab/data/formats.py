@@ -50,6 +50,7 @@ from einops import rearrange
 
 from visionlab.data.datasets import ImageDataset
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.io import list_folder
 
 try:
     from numpy._core.multiarray import _reconstruct  # NumPy >= 2
@@ -303,6 +304,20 @@ def load_npz(path: str | Path) -> ImageDataset | ArrayDataset:
     """``images``, ``labels`` and optional ``class_names`` / ``is_test`` from an ``.npz``, without unpickling."""
     path = Path(path)
     try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {(error.strerror or type(error).__name__).lower()}") from None
+    # np.load guesses the format from these bytes and unpickles what it does not recognise: its error for a text
+    # file would talk about pickles and allow_pickle, which is neither the problem nor something to switch on.
+    if not head:
+        raise DataError(f"cannot read {path}: the file is empty")
+    if head == b"\x93NUMPY":
+        raise DataError(f"{path}: holds a single array (.npy), expected an .npz archive with 'images' and 'labels'")
+    if not head.startswith(b"PK"):
+        raise DataError(f"cannot read {path}: not an .npz archive (it does not begin as a zip file does: damaged, or "
+                        f"another format)")
+    try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"cannot read {path}: not a readable .npz ({error})") from None
@@ -353,7 +368,7 @@ def load_arrays(path: str | Path, **options) -> ImageDataset | ArrayDataset:
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
-    names = {p.name for p in path.iterdir() if p.is_file()} if path.is_dir() else set()
+    names = {p.name for p in list_folder(path) if p.is_file()} if path.is_dir() else set()
     if path.is_file() and path.suffix == ".npz":
         return load_npz(path, **options)
     if any(re.search(r"idx[13]-ubyte(\.gz)?$", n) for n in names):

@@ -26,7 +26,13 @@ Shapes: H height, W width, C channels, N = H * W pixels.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.io import atomic_write
+from visionlab.util.io import atomic_write, check_readable
 
 # Only the photos that ship inside the scikit-image package: the others in skimage.data need a download (pooch).
 SAMPLE_IMAGES: tuple[str, ...] = (
@@ -49,6 +55,7 @@ SAMPLE_IMAGES: tuple[str, ...] = (
 )
 
 _SAMPLE_PREFIX = "skimage:"
+_LOG_PREFIX = re.compile(r"^\s*\[\s*\w+:\d+@[\d.]+\]\s*(global\s+)?(\S+:\d+\s+)?")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensors with == gives a tensor, not a bool
@@ -171,21 +178,26 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
     """Decode a file to (H, W) or (H, W, C) RGB(A) pixels with the source's own dtype; return them and the bit depth."""
     if path.stat().st_size == 0:
         raise DataError(f"cannot read image {path}: the file is empty")
+    check_readable(path, "image")
     # OpenCV returns a half-grey picture for a truncated JPEG without a word, so Pillow decodes the file fully first.
-    pillow_mode = None
-    try:
-        with Image.open(path) as image:
-            pillow_mode = image.mode
-            image.load()
-    except UnidentifiedImageError:
-        pass  # Pillow lacks some formats OpenCV reads (e.g. float RGB TIFF); OpenCV's verdict below decides
-    except Exception as error:  # Pillow raises OSError, SyntaxError or ValueError for damaged data
-        reason = " ".join(str(error).split())
-        raise DataError(f"cannot read image {path}: the file is truncated or corrupt ({reason})") from None
-
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps 16 bit and alpha
+    pillow_mode, failure, pixels = None, None, None
+    with quiet_decoding() as notes:
+        try:
+            with Image.open(path) as image:
+                pillow_mode = image.mode
+                image.load()
+        except UnidentifiedImageError:
+            pass  # Pillow lacks some formats OpenCV reads (e.g. float RGB TIFF); OpenCV's verdict below decides
+        except Exception as error:  # Pillow raises OSError, SyntaxError or ValueError for damaged data
+            failure = " ".join(str(error).split()) or type(error).__name__
+        if failure is None:
+            pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps 16 bit and alpha
+    said = f"; {notes[0][:200]}" if notes else ""  # e.g. libtiff's "TIFFReadDirectory: Failed to read directory"
+    if failure is not None:
+        raise DataError(f"cannot read image {path}: the file is truncated or corrupt ({failure}{said})")
     if pixels is None:
-        raise DataError(f"cannot read image {path}: not an image, or a format OpenCV cannot decode")
+        raise DataError(f"cannot read image {path}: not an image, or a format OpenCV cannot decode"
+                        + (f" ({said[2:]})" if said else ""))
     if pixels.ndim == 3:
         channels = pixels.shape[2]
         if channels in (3, 4):
@@ -199,6 +211,43 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
     if pixels.dtype not in (np.uint8, np.uint16) and not np.issubdtype(pixels.dtype, np.floating):
         raise DataError(f"cannot read image {path}: pixel type {pixels.dtype} is not 8/16-bit or float")
     return pixels, pixels.dtype.itemsize * 8
+
+
+@contextlib.contextmanager
+def quiet_decoding() -> Iterator[list[str]]:
+    """While a file is decoded, ignore Python warnings and collect what C libraries (libtiff, libpng, OpenCV's log)
+    write to file descriptor 2; after the block the list holds those lines.
+
+    Decoders complain on stderr about damage they read past or fail on (libtiff prints "TIFFReadDirectory: ..." even
+    for RGBA TIFFs that OpenCV itself wrote): on the command line that would be lines beside the one line of a
+    DataError, or noise after a good read. The loader reports the problem itself and may quote the first line. Output
+    of other threads during the block is collected too: decoding is short, and visionlab decodes on one thread.
+    """
+    notes: list[str] = []
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # what Python wrote before must not land in the notes
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 (a daemon) or a closed sys.stderr: nothing to hide
+        saved = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. Pillow's "Corrupt EXIF data", two lines each outside a test runner
+        if saved is None:
+            yield notes
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield notes
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    text = sink.read().decode("utf-8", "replace")
+                    # OpenCV's log lines start "[ERROR:0@3.349] global grfmt_tiff.cpp:117 ": only the words count
+                    notes.extend(_LOG_PREFIX.sub("", line).strip() for line in text.splitlines() if line.strip())
+        finally:
+            os.close(saved)
 
 
 def _to_unit_range(pixels: np.ndarray, bit_depth: int, origin: str) -> np.ndarray:

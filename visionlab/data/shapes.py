@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from skimage.draw import random_shapes
 
 from visionlab.data.datasets import IMAGE_SUFFIXES
-from visionlab.data.images import load_image
+from visionlab.data.images import load_image, quiet_decoding
 from visionlab.util.errors import DataError
+from visionlab.util.io import list_folder
 
 SHAPE_KINDS = ("rectangle", "circle", "triangle")
 
@@ -121,8 +122,8 @@ def mask_folder(root: str | Path, *, image_size: int | None = None, test_size: f
         raise DataError(f"no such data set or folder: {root} (built in: shapes)")
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise DataError(f"{root} needs two sub-folders, images/ and masks/, with one mask per image (same name)")
-    images = {f.stem: f for f in sorted(images_dir.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {f.stem: f for f in sorted(masks_dir.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES}
+    images = {f.stem: f for f in sorted(list_folder(images_dir)) if f.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {f.stem: f for f in sorted(list_folder(masks_dir)) if f.suffix.lower() in IMAGE_SUFFIXES}
     if not images:
         raise DataError(f"{images_dir} has no images ({', '.join(IMAGE_SUFFIXES)})")
     no_mask, no_image = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
@@ -159,12 +160,24 @@ def mask_folder(root: str | Path, *, image_size: int | None = None, test_size: f
     num_classes = int(y.max()) + 1
     names_file = root / "classes.txt"
     if names_file.is_file():
-        names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = names_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataError(f"cannot read {names_file}: {error}") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         if int(y.max()) >= len(names):
             bad = next(s for s, m in masks.items() if _read_mask(m).max() >= len(names))
             raise DataError(f"{masks[bad]}: class value {int(_read_mask(masks[bad]).max())} is outside the "
                             f"{len(names)} classes of {names_file}")
     else:
+        present = torch.unique(y).tolist()
+        # Without classes.txt the classes are 0 .. the largest value. A mask drawn in black and white (0 / 255) would
+        # silently make a 256-class model that never sees 254 of its classes: refuse values that leave most unused.
+        if num_classes > 2 and 2 * len(present) < num_classes:
+            shown = ", ".join(map(str, present[:8])) + (" ..." if len(present) > 8 else "")
+            raise DataError(f"{masks_dir}: the masks hold the values {shown}, so most of the classes 0 .. "
+                            f"{num_classes - 1} never occur; mask values are class indices 0, 1, 2, ... (a black and "
+                            f"white mask stored as 0 / 255? store 0 / 1), or name the classes in {names_file.name}")
         names = [str(k) for k in range(max(num_classes, 2))]
     if len(x) < 2:
         raise DataError(f"{root} has {len(x)} image; a train and a test split need at least two")
@@ -179,7 +192,7 @@ def _read_mask(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with quiet_decoding(), Image.open(path) as image:
             array = np.asarray(image)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read mask {path}: {e}") from None

@@ -64,10 +64,10 @@ from scipy.signal import resample_poly
 from skimage.transform import resize
 
 from visionlab.data.formats import to_unit_range
-from visionlab.data.images import SAMPLE_IMAGES, ImageSignal, load_image, parse_size, save_image
+from visionlab.data.images import SAMPLE_IMAGES, ImageSignal, load_image, parse_size, quiet_decoding, save_image
 from visionlab.data.video import frame_files, load_npy, read_frame_images
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.io import atomic_write
+from visionlab.util.io import atomic_write, check_readable
 
 AUDIO_SAMPLES: tuple[str, ...] = ("chirp",)
 VIDEO_SAMPLES: dict[str, str] = {"no-time-for-that": "no_time_for_that_tiny.gif"}  # name -> file in skimage.data
@@ -324,6 +324,7 @@ def _read_wav(path: Path) -> tuple[int, np.ndarray]:
     """Decode a WAV file to its sample rate and amplitudes (T, C) float64 in [-1, 1]."""
     if path.stat().st_size == 0:
         raise DataError(f"cannot read audio {path}: the file is empty")
+    check_readable(path, "audio")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", wavfile.WavFileWarning)
         try:
@@ -451,10 +452,7 @@ def _read_frame_folder(folder: Path, frames: int | None) -> np.ndarray:
 
 
 def _read_npy_clip(path: Path, frames: int | None) -> np.ndarray:
-    with open(path, "rb") as f:
-        if f.read(6) != b"\x93NUMPY":  # without the magic, np.load falls back to unpickling and blames pickles
-            raise DataError(f"{path}: cannot be read (not a NumPy .npy file)")
-    values = load_npy(path)
+    values = load_npy(path)  # checks the .npy magic: without it, np.load would try to unpickle the file
     if values.ndim == 3:
         values = values[..., None]  # (T, H, W) -> (T, H, W, 1)
     if values.ndim != 4 or not 1 <= values.shape[3] <= 4 or 0 in values.shape:
@@ -465,8 +463,9 @@ def _read_npy_clip(path: Path, frames: int | None) -> np.ndarray:
 def _read_gif(path: Path, frames: int | None) -> tuple[np.ndarray, float]:
     """Every frame of an animated GIF (or the first ``frames``) as (T, H, W, 3) RGB, and its frame rate."""
     pictures, delays = [], []
-    try:
-        with Image.open(path) as gif:
+    check_readable(path, "video")
+    try:  # quietly: warnings of damage Pillow reads past would be more lines on stderr than the DataError's one
+        with quiet_decoding(), Image.open(path) as gif:
             if gif.format != "GIF":
                 raise DataError(f"cannot read video {path}: the file is {gif.format}, not a GIF")
             for frame in ImageSequence.Iterator(gif):  # Pillow composites each frame over the ones before
@@ -482,6 +481,13 @@ def _read_gif(path: Path, frames: int | None) -> tuple[np.ndarray, float]:
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError or EOFError for damaged data
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DataError(f"cannot read video {path}: the GIF is truncated or corrupt ({reason})") from None
+    if not pictures:
+        raise DataError(f"cannot read video {path}: the GIF has no frames")
+    odd = next((k for k, p in enumerate(pictures) if p.shape != pictures[0].shape), None)
+    if odd is not None:  # Pillow composites every frame onto the GIF's screen; only a damaged file varies
+        raise DataError(f"cannot read video {path}: the GIF is truncated or corrupt (frame {odd} is "
+                        f"{pictures[odd].shape[1]}x{pictures[odd].shape[0]} pixels, frame 0 "
+                        f"{pictures[0].shape[1]}x{pictures[0].shape[0]})")
     known = [d for d in delays if d > 0]
     rate = 1000.0 / float(np.mean(known)) if known else DEFAULT_FPS
     return np.stack(pictures).astype(np.float32) / 255.0, rate  # (T, H, W, 3) in [0, 1]

@@ -58,6 +58,7 @@ from visionlab.data.datasets import IMAGE_SUFFIXES, ImageDataset
 from visionlab.data.formats import to_unit_range
 from visionlab.data.images import load_image
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.io import list_folder
 
 DIRECTIONS = ("E", "NE", "N", "NW", "W", "SW", "S", "SE")  # counter-clockwise from east, 45 degrees apart
 # (dy, dx) per frame for each direction; rows grow downwards, so north is -y
@@ -178,13 +179,25 @@ def _to_channels(values: np.ndarray, channels: int, where: str) -> np.ndarray:
     return values @ LUMA[:, None] if channels == 1 else np.repeat(values, 3, axis=-1)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_npy(path: Path) -> np.ndarray:
     """A ``.npy`` array as stored (no pickles); an unreadable file is a DataError naming it."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({(error.strerror or type(error).__name__).lower()})") from None
+    if not magic:
+        raise DataError(f"{path}: cannot be read (the file is empty)")
+    if magic != NPY_MAGIC:  # without the magic, np.load falls back to unpickling and blames pickles
+        raise DataError(f"{path}: cannot be read (not a NumPy .npy file)")
     try:
         return np.load(path, allow_pickle=False)
     except Exception as error:  # object arrays raise ValueError (allow_pickle), damaged files many kinds
         why = "holds Python objects (dtype=object), refused because unpickling can run code" \
-            if "allow_pickle" in str(error) else f"cannot be read ({error})"
+            if "allow_pickle" in str(error) else f"cannot be read ({' '.join(str(error).split())})"
         raise DataError(f"{path}: {why}") from None
 
 
@@ -202,8 +215,9 @@ def _read_npy(path: Path, frames: int, channels: int) -> np.ndarray:
 
 def frame_files(folder: Path) -> list[Path]:
     """The frame images of a clip folder in natural order; an error if it has none."""
-    files = sorted((f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")),
-                   key=_natural)  # hidden files are system litter (e.g. macOS "._f1.png"), not frames
+    # hidden files are system litter (e.g. macOS "._f1.png"), not frames
+    files = sorted((f for f in list_folder(folder) if f.suffix.lower() in IMAGE_SUFFIXES
+                    and not f.name.startswith(".")), key=_natural)
     if not files:
         raise DataError(f"{folder}: a clip folder without frame images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -237,8 +251,8 @@ def video_folder(root: str | Path, *, frames: int = 16, size: int | tuple[int, i
         raise ConfigError(f"need channels 1 or 3, frames >= 1 and a positive size, got {channels}, {frames}, {size}")
     if not root.is_dir():
         raise DataError(f"no such folder: {root} (expected {root}/<class>/<clip>.npy or <clip>/<frames>)")
-    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural)
-    found = {c.name: sorted((p for p in c.iterdir() if not p.name.startswith(".") and
+    classes = sorted((p for p in list_folder(root) if p.is_dir() and not p.name.startswith(".")), key=_natural)
+    found = {c.name: sorted((p for p in list_folder(c) if not p.name.startswith(".") and
                              (p.suffix == ".npy" and p.is_file() or p.is_dir())), key=_natural) for c in classes}
     if not any(found.values()):
         raise DataError(f"{root} has no class sub-folders with clips; expected {root}/<class>/<clip>.npy or "

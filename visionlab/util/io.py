@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from visionlab.util.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -66,7 +68,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's value; a missing, unreadable or damaged file is a one-line DataError naming it."""
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:  # e.g. a hand-edited model.json, or one cut short by a full disk
+        raise DataError(f"{path}: not valid JSON ({error})") from None
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
@@ -74,7 +81,15 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    """A YAML file's value (safe_load: plain values only); a damaged file is a one-line DataError naming it."""
+    text = _read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:  # its own message spans several lines with a picture of the spot
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise DataError(f"{path}: not valid YAML ({problem}{at})") from None
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
@@ -84,10 +99,36 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file ([] if there is none); a damaged line is a DataError naming file and line.
+
+    A last line without its newline is an append that a crash cut short (append_jsonl writes line and newline at
+    once): it is dropped, as the step it logged was never checkpointed and will be logged again on resume.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = _read_text(path)
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise DataError(f"{path}: line {number} is not valid JSON ({error})") from None
+    return records
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (it is not UTF-8)") from None
+    except OSError as error:  # missing, a folder, no permission: strerror is the readable part
+        raise DataError(f"cannot read {path}: {_reason(error)}") from None
 
 
 def slug(text: str) -> str:
@@ -109,3 +150,26 @@ def new_run_dir(root: str | os.PathLike, task: str, name: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"too many runs named {name!r} in {base}")
+
+
+def list_folder(folder: str | os.PathLike) -> list[Path]:
+    """The entries of ``folder``; one that cannot be listed (no permission, not a folder) is a DataError naming it,
+    where ``Path.iterdir`` would raise PermissionError or NotADirectoryError from the middle of a loader."""
+    try:
+        return list(Path(folder).iterdir())
+    except OSError as error:
+        raise DataError(f"cannot read folder {folder}: {_reason(error)}") from None
+
+
+def check_readable(path: str | os.PathLike, what: str) -> None:
+    """Raise a DataError naming ``path`` unless it can be opened for reading: the decoders behind the loaders report
+    a file they may not open as damaged or of an unknown format, which sends the user looking in the wrong place."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise DataError(f"cannot read {what} {path}: {_reason(error)}") from None
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or type(error).__name__).lower()
