@@ -239,7 +239,7 @@ def test_soft_mining_langevin_step_moves_samples_towards_higher_loss_through_the
         def forward(self, c):
             return self.a * c[:, 1:2]
 
-    trainer.model = Ramp()
+    trainer.model = trainer.net = Ramp()  # the network of train_step (net: the DDP wrapper, or the model itself)
     trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)
     trainer.target = s.target = torch.zeros(12 * 20, 1)
     before = s.positions.clone()

@@ -38,7 +38,8 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     from visionlab.trainer import fit as fit_task
 
     if resume is not None:
-        return _resume(FitConfig, fit_task.fit, resume, image=image, preset=preset, callbacks=callbacks, **options)
+        return _resume(FitConfig, fit_task.fit, resume, task_name="fit", image=image, preset=preset,
+                       callbacks=callbacks, **options)
     _check_options(FitConfig, options)
     values = fit_preset(preset)
     if image is not None:
@@ -77,15 +78,26 @@ def train(model: str = "vit", *, resume: str | Path | None = None, callbacks=(),
     from visionlab.trainer import classify as classify_task
 
     if resume is not None:
-        return _resume(ClassifyConfig, classify_task.train, resume, callbacks=callbacks, **options)
+        return _resume(ClassifyConfig, classify_task.train, resume, task_name="classify", callbacks=callbacks,
+                       **options)
     _check_options(ClassifyConfig, options)
     return classify_task.train(ClassifyConfig(model=model, **options), callbacks=callbacks)
 
 
-def _resume(config_cls, task, resume: str | Path, *, callbacks=(), image=None, preset=None, **options) -> dict:
-    """Continue the run in folder (or checkpoint) ``resume`` with its own config."""
+def _resume(config_cls, task, resume: str | Path, *, task_name: str, callbacks=(), image=None, preset=None,
+            **options) -> dict:
+    """Continue the run in folder (or checkpoint) ``resume``, a run of task ``task_name``, with its own config."""
+    from visionlab.util.checkpoint import CHECKPOINT_NAME
+    from visionlab.util.errors import DataError
+
     path = Path(resume)
-    state = load_state(path)
+    state = load_state(path)  # before any data is loaded: a wrong checkpoint is refused at once
+    if state.get("task") != task_name:
+        raise DataError(f"{resume} holds a {state.get('task')!r} run, not a {task_name!r} one")
+    if not isinstance(state.get("config"), dict):
+        where = path / CHECKPOINT_NAME if path.is_dir() else path
+        raise DataError(f"{where} has no run options (its 'config' is missing): not a checkpoint that visionlab "
+                        f"wrote")
     fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
     if fixed or preset or image:
         raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
@@ -186,18 +198,18 @@ def shapes(model: str = "vit", **options) -> str:
     from visionlab.util.shapes import format_steps, trace_shapes
 
     _check_options(ShapesConfig, options)
-    o = ShapesConfig(model=model, **options)
+    o = ShapesConfig(model=model, **options).validate()
     preset, image_size, patch_size, channels = o.preset, o.image_size, o.patch_size, o.channels
     frames, tubelet, vivit_model = o.frames, o.tubelet, o.vivit_model
     sizes = {} if o.num_classes is None else {"num_classes": o.num_classes}
     if model == "vit":
         config = vit_config(preset, image_size=image_size, in_channels=channels,
-                            **({"patch_size": patch_size} if patch_size else {}), **sizes)
+                            **({"patch_size": patch_size} if patch_size is not None else {}), **sizes)
         with torch.device("meta"):
             network = ViT(config=config)
         inputs = torch.empty(1, channels, image_size, image_size, device="meta")  # (B, C, H, W)
     elif model == "vivit":
-        t, p = (tubelet[0], tubelet[1]) if tubelet else (2, patch_size or 16)
+        t, p = (tubelet[0], tubelet[1]) if tubelet else (2, patch_size if patch_size is not None else 16)
         if tubelet and tubelet[1] != tubelet[2]:
             raise ConfigError(f"tubelets have square patches: got h = {tubelet[1]}, w = {tubelet[2]}")
         config = vivit_config(preset, model=vivit_model, image_size=image_size, num_frames=frames, tubelet_time=t,
@@ -236,15 +248,6 @@ def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[
 
 # ------------------------------------------------------------------------------------------------ generative models
 
-def _check_resumed_task(resume: str | Path, task: str) -> None:
-    """Refuse to resume another task's checkpoint before loading any data."""
-    state = load_state(resume)
-    if state.get("task") != task:
-        from visionlab.util.errors import DataError
-
-        raise DataError(f"{resume} holds a {state.get('task')!r} run, not a {task!r} one")
-
-
 def diffuse(model: str = "ddpm", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
     """Train a diffusion model in pixel space (``"ddpm"``: DDPM's U-Net, ``"dit"``: a Diffusion Transformer) and
     return the run summary; ``options`` are the fields of :class:`visionlab.opt.DiffuseConfig`. The run folder holds
@@ -257,8 +260,7 @@ def diffuse(model: str = "ddpm", *, resume: str | Path | None = None, callbacks=
     from visionlab.trainer import diffuse as diffuse_task
 
     if resume is not None:
-        _check_resumed_task(resume, "diffuse")
-        return _resume(DiffuseConfig, diffuse_task.train, resume, callbacks=callbacks, **options)
+        return _resume(DiffuseConfig, diffuse_task.train, resume, task_name="diffuse", callbacks=callbacks, **options)
     _check_options(DiffuseConfig, options)
     return diffuse_task.train(DiffuseConfig(model=model, **options), callbacks=callbacks)
 
@@ -274,8 +276,7 @@ def segment(data: str = "shapes", *, resume: str | Path | None = None, callbacks
     from visionlab.trainer import segment as segment_task
 
     if resume is not None:
-        _check_resumed_task(resume, "segment")
-        return _resume(SegmentConfig, segment_task.train, resume, callbacks=callbacks, **options)
+        return _resume(SegmentConfig, segment_task.train, resume, task_name="segment", callbacks=callbacks, **options)
     _check_options(SegmentConfig, options)
     options.pop("model", None)
     return segment_task.train(SegmentConfig(data=data, **options), callbacks=callbacks)
@@ -340,8 +341,8 @@ def gan(data: str = "digits", *, resume: str | Path | None = None, callbacks=(),
     from visionlab.trainer import adversarial as adversarial_task
 
     if resume is not None:
-        _check_resumed_task(resume, "adversarial")
-        return _resume(GanConfig, adversarial_task.train, resume, callbacks=callbacks, **options)
+        return _resume(GanConfig, adversarial_task.train, resume, task_name="adversarial", callbacks=callbacks,
+                       **options)
     _check_options(GanConfig, options)
     return adversarial_task.train(GanConfig(data=data, **options), callbacks=callbacks)
 

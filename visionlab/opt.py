@@ -248,6 +248,16 @@ class ShapesConfig:
     channels: int = option(3, "input channels C")
     num_classes: int | None = option(None, "classes of the head (default: the preset's, 1000 / 400)")
 
+    def validate(self) -> "ShapesConfig":
+        for name in ("image_size", "frames", "channels"):
+            _positive(name, getattr(self, name))
+        for name in ("patch_size", "num_classes"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.tubelet is not None and (len(self.tubelet) != 3 or min(self.tubelet) <= 0):
+            raise ConfigError(f"tubelet must be three sizes t h w > 0, got {self.tubelet}")
+        return self
+
 
 @dataclass
 class DiffuseConfig:

@@ -250,7 +250,7 @@ class AdversarialTrainer(Trainer):
                 d_logs[key] = d_logs.get(key, 0.0) + value / n_critic
         z = self.generator.noise(b, generator=g)[mine].to(self.device)
         y = torch.randint(0, self.num_classes, (b,), generator=g)[mine].to(self.device) if self.conditional else None
-        logs = {"loss": d_logs["d_loss"], **d_logs, **self.generator_step(z, y)}
+        logs = self.dist.mean_logs({"loss": d_logs["d_loss"], **d_logs, **self.generator_step(z, y)})  # over ranks
         for key, value in logs.items():
             if key != "loss":
                 self.sums[key] = self.sums.get(key, 0.0) + value

@@ -246,9 +246,21 @@ def load_classifier(run: str | Path, *, device: str = "auto") -> tuple[torch.nn.
     if not (run / "model.json").is_file():
         raise DataError(f"{run} is not a finished classify run (no model.json); train one with 'visionlab train'")
     info = read_json(run / "model.json")
+    if info.get("model") not in ("vit", "vivit") or not isinstance(info.get("model_config"), dict):
+        kind = info.get("model") or info.get("task") or "another kind of"
+        raise DataError(f"{run} holds a {kind} model, not a classifier (vit or vivit)")
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in info["model_config"].items()}
-    model = ViT(config=ViTConfig(**fields)) if info["model"] == "vit" else ViViT(config=ViViTConfig(**fields))
-    model.load_state_dict(load_weights(run))
+    config_class = ViTConfig if info["model"] == "vit" else ViViTConfig
+    try:
+        config = config_class(**fields)
+    except TypeError as e:  # a model.json from another version or edited by hand
+        raise DataError(f"{run}/model.json does not describe a {info['model']} model: {e}") from None
+    model = ViT(config=config) if info["model"] == "vit" else ViViT(config=config)
+    try:
+        model.load_state_dict(load_weights(run))
+    except RuntimeError as e:
+        raise DataError(f"the weights of {run} do not fit its model description: "
+                        f"{str(e).strip().splitlines()[0]}") from None
     return model.to(pick_device(device)).eval(), info
 
 

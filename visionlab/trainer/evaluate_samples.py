@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from visionlab.components.metrics import fid
 from visionlab.data.classification import ClassificationData
+from visionlab.data.video import load_npy
 from visionlab.models.cnn import CNNConfig, SmallCNN
 from visionlab.models.diffusion import GaussianDiffusion
 from visionlab.trainer.classify import random_affine
@@ -226,14 +227,20 @@ def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num:
         path = Path(samples)
         if not path.is_file():
             raise DataError(f"no such samples file: {path}")
-        try:
-            images = torch.from_numpy(np.load(path).astype(np.float32))
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read samples {path}: {e}") from None
-        if images.ndim != 4 or images.min() < 0 or images.max() > 1:
-            raise DataError(f"{path}: expected images (N, C, H, W) in [0, 1] as 'visionlab sample' writes them")
+        values = load_npy(path)  # a .npy only (no pickles), or a DataError naming the file
+        if values.ndim != 4 or 0 in values.shape or not np.issubdtype(values.dtype, np.number) \
+                or not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise DataError(f"{path}: expected images (N, C, H, W), N > 0, finite and in [0, 1], as 'visionlab "
+                            f"sample' writes them; got {values.dtype} of shape {values.shape}")
+        images = torch.from_numpy(values.astype(np.float32))
         label_file = path.with_name(path.name[:-len(".npy")] + ".labels.npy") if path.name.endswith(".npy") else None
-        y = torch.from_numpy(np.load(label_file)) if label_file is not None and label_file.is_file() else None
+        y = None
+        if label_file is not None and label_file.is_file():
+            y = load_npy(label_file)
+            if y.shape != (len(images),) or not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"{label_file}: expected {len(images)} integer labels, got {y.dtype} of shape "
+                                f"{y.shape}")
+            y = torch.from_numpy(y.astype(np.int64))
         classifier, meta = reference_classifier(data, epochs=reference_epochs, device=torch_device, quiet=quiet)
         metrics = {**sample_metrics(images, data, classifier, labels=y, seed=seed, device=torch_device),
                    "samples_file": str(path), "reference_test_accuracy": float(meta["test_accuracy"]),

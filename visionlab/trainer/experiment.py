@@ -47,10 +47,14 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     """Run every unfinished cell, then write the table into ``out/task/name``. ``table`` describes it (kind:
     fit, items or classify; columns); ``options`` are the experiment's own options, kept in ``experiment.yaml`` so
     that a rerun with other options is refused rather than mixed into the same table."""
+    _check_inputs(cells)
     folder = Path(out) / task / slug(name)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"experiment": name, "options": options, "cells": [c.key for c in cells], "version": __version__}
-    if (folder / "experiment.yaml").is_file():
+    # A record whose table has nothing yet (no finished cell, no checkpoint: e.g. the first cell's image was
+    # unreadable) binds nothing: a corrected command may take the folder over.
+    started = (folder / "cells.jsonl").is_file() or any(folder.rglob("checkpoint.pt"))
+    if (folder / "experiment.yaml").is_file() and started:
         earlier = read_yaml(folder / "experiment.yaml")
         if earlier.get("options") != options or earlier.get("cells") != record["cells"]:
             raise ConfigError(f"{folder} holds experiment {name} with other options ({earlier.get('options')}); "
@@ -79,6 +83,21 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     write_json(folder / "table.json", summary)
     write_text(folder / "table.md", summary["markdown"])
     return {"status": "finished", "folder": str(folder), "cells_done": len(cells), "cells": len(cells), **summary}
+
+
+def _check_inputs(cells: list[Cell]) -> None:
+    """Read every signal the fits will need before any of them starts: a damaged file is reported at once, not
+    after hours of other cells (and leaves nothing behind)."""
+    from visionlab.trainer.fit import load_fit_signal
+
+    seen = set()
+    for cell in cells:
+        if cell.task == "fit":
+            key = (cell.config.image, cell.config.kind, cell.config.size, cell.config.crop, cell.config.seconds,
+                   cell.config.frames)
+            if key not in seen:
+                seen.add(key)
+                load_fit_signal(cell.config)
 
 
 def _run_cell(cell: Cell, folder: Path, *, quiet: bool) -> dict:

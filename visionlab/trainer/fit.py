@@ -205,6 +205,9 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
     dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     signal = load_fit_signal(config)
+    if signal.kind in ("image", "video") and min(signal.shape[-2:]) < 11:  # (H, W) or (T, H, W)
+        raise DataError(f"{signal.source}: {signal.shape[-2]}x{signal.shape[-1]} pixels, below the 11x11 window of "
+                        f"SSIM; fit a larger image (or resize it with --size)")
     # rpp's permutation follows the run's seed; the other transforms have no randomness.
     transform = make_transform(config.transform, **({"seed": config.seed} if config.transform == "rpp" else {}))
     transform.fit(signal.flat())
