@@ -63,16 +63,14 @@ from visionlab.data.classification import ClassificationData
 from visionlab.data.images import save_image
 from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
                                   generator_loss, gradient_penalty)
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
 from visionlab.trainer.diffuse import diffusion_data, grid_labels, image_grid, parse_labels, to_model, to_unit
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
-from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
-from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import GanConfig
@@ -404,11 +402,7 @@ class AdversarialTrainer(Trainer):
 def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
                       data: ClassificationData | None = None) -> AdversarialTrainer:
     """The trainer of ``config`` (its data loaded unless ``data`` is given), in a new run folder unless ``run_dir``."""
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist, device = setup_distributed(config.device)
-    seed_everything(config.seed)
+    dist, device = prepare(config)
     data = data or diffusion_data(config.data, image_size=config.image_size, seed=config.seed,
                                   test_size=config.test_size)
     if len(data.train_y) < 2:

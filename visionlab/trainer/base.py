@@ -34,9 +34,10 @@ from tqdm.auto import tqdm
 from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
 from visionlab.util.distributed import Dist
+from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError, TrainingError
 from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
-from visionlab.util.seed import rng_state, set_rng_state
+from visionlab.util.seed import rng_state, seed_everything, set_rng_state
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,6 +54,17 @@ def epoch_batch(step: int, *, num_examples: int, batch_size: int, steps_per_epoc
     epoch, i = divmod(step, steps_per_epoch)
     order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return order[i * batch_size:(i + 1) * batch_size]
+
+
+def prepare(config) -> tuple[Dist, torch.device]:
+    """What every trainer's build does first: check the config, set the CPU threads, join torchrun's process group
+    (if there is one) and pick the device, then seed every generator."""
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dist, device = setup_distributed(config.device)
+    seed_everything(config.seed)
+    return dist, device
 
 
 def make_run_dir(dist: Dist, config, out: str, task: str, name: str) -> Path:

@@ -29,15 +29,13 @@ from visionlab.components.losses import cross_entropy
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.models.vit import ViT, vit_config
 from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
-from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError
 from visionlab.util.io import write_json
 from visionlab.util.plots import confusion_figure, curve_figure
-from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import ClassifyConfig
@@ -210,11 +208,7 @@ class ClassifyTrainer(Trainer):
 
 
 def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> ClassifyTrainer:
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist, device = setup_distributed(config.device)
-    seed_everything(config.seed)
+    dist, device = prepare(config)
     data = classification_data(config.data, video=config.video or config.model == "vivit",
                                image_size=config.image_size, frames=config.frames, seed=config.seed,
                                test_size=config.test_size)

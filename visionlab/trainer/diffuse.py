@@ -47,15 +47,13 @@ from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guide
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
 from visionlab.components.embeddings import LabelEmbedding
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
-from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
-from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import DiffuseConfig
@@ -358,11 +356,7 @@ class DiffuseTrainer(Trainer):
 
 
 def build_diffuse(config: "DiffuseConfig", *, run_dir: Path | None = None) -> DiffuseTrainer:
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist, device = setup_distributed(config.device)
-    seed_everything(config.seed)
+    dist, device = prepare(config)
     data = diffusion_data(config.data, image_size=config.image_size, seed=config.seed, test_size=config.test_size)
     model, diffusion = build_network(config, data.sample_shape, len(data.class_names))
     model = model.to(device)

@@ -25,14 +25,12 @@ from visionlab.components.sampling import Sampler, build_sampler
 from visionlab.components.transforms import ValueTransform, make_transform
 from visionlab.data.signals import GridSignal, load_signal
 from visionlab.models.inr import INR_PRESETS, build_inr, predict_in_chunks
-from visionlab.trainer.base import Trainer, make_run_dir
+from visionlab.trainer.base import Trainer, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
-from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError
 from visionlab.util.io import write_json
 from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
-from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import FitConfig
@@ -199,11 +197,7 @@ def load_fit_signal(config: "FitConfig") -> GridSignal:
 
 def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer:
     """Everything a fit needs, from its config: image, transform, model, optimiser, selector and run folder."""
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist, device = setup_distributed(config.device)
-    seed_everything(config.seed)
+    dist, device = prepare(config)
     signal = load_fit_signal(config)
     if signal.kind in ("image", "video") and min(signal.shape[-2:]) < 11:  # (H, W) or (T, H, W)
         raise DataError(f"{signal.source}: {signal.shape[-2]}x{signal.shape[-1]} pixels, below the 11x11 window of "

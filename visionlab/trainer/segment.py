@@ -29,14 +29,12 @@ from visionlab.components.metrics import segmentation_confusion, segmentation_sc
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir
+from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
-from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import ConfigError
 from visionlab.util.io import write_json
 from visionlab.util.plots import curve_figure
-from visionlab.util.seed import seed_everything
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import SegmentConfig
@@ -237,11 +235,7 @@ def chance_mean_iou(data: SegmentationData) -> float:
 
 
 def build_segment(config: "SegmentConfig", *, run_dir: Path | None = None) -> SegmentTrainer:
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist, device = setup_distributed(config.device)
-    seed_everything(config.seed)
+    dist, device = prepare(config)
     data = segmentation_data(config.data, image_size=config.image_size, train=config.train_images,
                              test=config.test_images, max_shapes=config.max_shapes, kinds=config.shape_kinds,
                              test_size=config.test_size, seed=config.seed)
