@@ -142,12 +142,27 @@ def test_sampling_errors_are_one_line_with_exit_status_2(ddpm_run, tmp_path, cap
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_learning_rate_schedules():
+    from visionlab.opt import DiffuseConfig
+    from visionlab.trainer.diffuse import lr_factor
+    constant = lr_factor(DiffuseConfig(steps=10, warmup_steps=4))
+    assert [constant(t) for t in range(12)] == [0.25, 0.5, 0.75] + [1.0] * 9
+    cosine = lr_factor(DiffuseConfig(steps=10, warmup_steps=2, lr_schedule="cosine"))
+    factors = [cosine(t) for t in range(10)]
+    assert factors[:3] == [0.5, 1.0, 1.0]  # warm-up, then the top of the half cosine
+    assert factors[6] == pytest.approx(0.5)  # half way through the 8 steps after the warm-up
+    assert all(a > b for a, b in zip(factors[2:], factors[3:])) and 0 < factors[-1] < 0.05
+    assert cosine(10) == cosine(100) == 0.0
+
+
 def test_train_refuses_bad_options(tmp_path, capsys):
     for args, message in ((["train", "ddpm", "--epochs", "3"], "--epochs: not an option of 'visionlab train ddpm'"),
                           (["train", "vit", "--timesteps", "3"], "--timesteps: not an option of 'visionlab train vit'"),
                           (["train", "dit", "--steps", "0"], "steps must be > 0"),
                           (["train", "ddpm", "--sample-steps", "30", "--timesteps", "20"], "cannot exceed"),
-                          (["train", "dit", "--patch-size", "3"], "not divisible by patch_size 3")):
+                          (["train", "dit", "--patch-size", "3"], "not divisible by patch_size 3"),
+                          (["train", "dit", "--min-snr", "-5"], "min snr gamma must be > 0"),
+                          (["train", "dit", "--lr-schedule", "linear"], "invalid choice: 'linear'")):
         assert main([*args, "--out", str(tmp_path), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err

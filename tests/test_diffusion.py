@@ -297,6 +297,38 @@ def test_training_loss_is_the_simple_mse(prediction):
     assert out["vb"] == 0 and out["t"] is t
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
+def test_min_snr_weights_are_the_clamped_x0_loss_factor(prediction):
+    """Hang et al. 2023: each step's loss in x_0 terms carries SNR (eps), SNR + 1 (v) or 1 (x0); Min-SNR clamps it."""
+    gamma = 5.0
+    d = GaussianDiffusion(prediction=prediction, min_snr_gamma=gamma)
+    t = torch.tensor([0, 50, 200, 400, 999])
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t]
+    snr = abar / (1 - abar)  # SNR_0 = 1e4, SNR_999 = 4e-5
+    x = torch.zeros(5, 1, 2, 2, dtype=torch.float64)
+    # In x_0 terms the weighted loss must be min(SNR, gamma) ||x_0 - x0_hat||^2 for every parameterisation.
+    factor = {"epsilon": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
+    torch.testing.assert_close(d.loss_weight(t, x) * factor, snr.clamp(max=gamma))
+    assert d.loss_weight(t, x)[-1] == pytest.approx({"epsilon": 1.0, "x0": snr[-1].item(), "v": snr[-1].item()
+                                                     / (snr[-1].item() + 1)}[prediction])
+
+    # The loss is the weighted mean; the reported mse stays the plain one; a gamma above every SNR changes nothing.
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(5, 1, 4, 4, generator=g), torch.randn(5, 1, 4, 4, generator=g)
+    def model(x_t, t):
+        return 0.5 * x_t
+    plain = GaussianDiffusion(prediction=prediction).training_loss(model, x0, t=t, noise=noise)
+    weighted = d.training_loss(model, x0, t=t, noise=noise)
+    per_sample = ((d.target(x0, t, noise) - 0.5 * d.q_sample(x0, t, noise)) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(weighted["loss"], (per_sample * d.loss_weight(t, x0)).mean())
+    torch.testing.assert_close(weighted["mse"], plain["mse"])
+    assert not torch.allclose(weighted["loss"], plain["loss"])
+    huge = GaussianDiffusion(prediction="epsilon", min_snr_gamma=1e9).training_loss(model, x0, t=t, noise=noise)
+    torch.testing.assert_close(huge["loss"], GaussianDiffusion().training_loss(model, x0, t=t, noise=noise)["loss"])
+    with pytest.raises(ConfigError, match="min_snr_gamma"):
+        DiffusionConfig(min_snr_gamma=0.0)
+
+
 def test_hybrid_loss_trains_the_variance_through_the_bound_only():
     g = torch.Generator().manual_seed(10)
     x0, noise = torch.rand(4, 1, 4, 4, generator=g) * 2 - 1, torch.randn(4, 1, 4, 4, generator=g)

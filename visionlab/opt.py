@@ -288,9 +288,13 @@ class DiffuseConfig:
     variance: str | None = option(None, "reverse-process variance: fixed_small (beta~), fixed_large (beta) or "
                                   "learned_range (hybrid loss) (default: ddpm fixed_small, dit learned_range)",
                                   choices=(None, "fixed_small", "fixed_large", "learned_range"))
+    min_snr: float | None = option(None, "weight the loss by min(SNR, gamma) / SNR with this gamma (Min-SNR-gamma, "
+                                   "Hang et al. 2023; 5 in the paper) (default: off, plain L_simple)")
     steps: int = option(10000, "optimiser steps")
     batch_size: int = option(64, "images per optimiser step")
-    lr: float = option(1e-3, "AdamW learning rate (after the warm-up; constant, as DDPM)")
+    lr: float = option(1e-3, "AdamW learning rate (after the warm-up)")
+    lr_schedule: str = option("constant", "after the warm-up: constant (DDPM, DiT) or cosine (a half cosine down to "
+                              "0 at the end of the run)", choices=("constant", "cosine"))
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(200, "linear warm-up of the learning rate, in steps")
     grad_clip: float | None = option(1.0, "clip the gradient norm to this (0: off)")
@@ -328,6 +332,8 @@ class DiffuseConfig:
             raise ConfigError(f"class dropout must be in [0, 1), got {self.class_dropout}")
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1) (0: off), got {self.ema}")
+        if self.min_snr is not None and not self.min_snr >= 0.0:
+            raise ConfigError(f"min snr gamma must be > 0 (0: off), got {self.min_snr}")
         for name in ("warmup_steps", "sample_every", "fid_samples", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")

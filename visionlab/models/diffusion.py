@@ -152,6 +152,7 @@ class DiffusionConfig:
     variance: str = "fixed_small"  # "fixed_small" (beta~), "fixed_large" (beta) or "learned_range" (2C outputs)
     clip_denoised: bool = True  # clip x0_hat to [-1, 1] while sampling (data in [-1, 1])
     vb_weight: float = 0.001  # lambda of the hybrid loss, used with variance="learned_range"
+    min_snr_gamma: float | None = None  # weight L_simple by min(SNR_t, gamma) / SNR_t (Hang et al. 2023); None: off
 
     def __post_init__(self):
         if self.timesteps < 1:
@@ -160,6 +161,8 @@ class DiffusionConfig:
                                       PREDICTIONS), ("variance", self.variance, VARIANCES)):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
+            raise ConfigError(f"min_snr_gamma must be > 0 (5 in the paper) or None, got {self.min_snr_gamma}")
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
@@ -443,14 +446,30 @@ class GaussianDiffusion:
         output = model(x_t, t) if y is None else model(x_t, t, y)
         out, var_out = self.split_output(output, x_t)
         mse = mean_flat((self.target(x0, t, noise) - out) ** 2)  # L_simple (Eq. 14), per sample
+        weighted = mse * self.loss_weight(t, x0) if self.config.min_snr_gamma is not None else mse
         vb = torch.zeros_like(mse)
         if var_out is not None:  # the bound trains the variance only: the mean is frozen (Nichol & Dhariwal Eq. 16)
             frozen = torch.cat([out.detach(), var_out], dim=1)
             # L_vlb = T E_t[L_t]: lambda L_vlb = lambda T L_t for the one t drawn
             vb = self.vb_terms_bpd(frozen, x0, x_t, t, clip_denoised=False) * self.num_timesteps * \
                 self.config.vb_weight
-        loss = (mse + vb).mean()
+        loss = (weighted + vb).mean()
         return dict(loss=loss, mse=mse.mean(), vb=vb.mean(), t=t)
+
+    def loss_weight(self, t, x: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-gamma weights (B,) of the per-sample L_simple (Hang et al. 2023, Eq. 10 and its eps / v forms).
+
+        In x_0 terms every step's loss is SNR_t ||x_0 - x0_hat||^2 (eps) or (SNR_t + 1) ||x_0 - x0_hat||^2 (v), with
+        SNR_t = abar_t / (1 - abar_t): the nearly clean steps dominate and pull the gradient against the noisy ones.
+        Clamping that factor at gamma gives the weights min(SNR, gamma) / SNR (eps), min(SNR, gamma) / (SNR + 1) (v)
+        and min(SNR, gamma) (x0). The reported ``mse`` stays unweighted, so runs with and without it compare.
+        """
+        abar = self._gather("alphas_cumprod", t, x).reshape(-1)  # (B,)
+        snr = abar / (1.0 - abar)
+        clamped = snr.clamp(max=self.config.min_snr_gamma)
+        if self.config.prediction == "epsilon":
+            return clamped / snr
+        return clamped / (snr + 1.0) if self.config.prediction == "v" else clamped
 
     def prior_bpd(self, x0: torch.Tensor) -> torch.Tensor:
         """L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension: (B,). Not trained; near 0 for a good schedule."""

@@ -114,8 +114,25 @@ def build_network(config: "DiffuseConfig", sample_shape: Sequence[int],
     else:
         raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {config.model!r}")
     diffusion = GaussianDiffusion(config=DiffusionConfig(timesteps=config.timesteps, schedule=config.schedule,
-                                                         prediction=config.prediction, variance=variance))
+                                                         prediction=config.prediction, variance=variance,
+                                                         min_snr_gamma=config.min_snr or None))
     return net, diffusion
+
+
+def lr_factor(config: "DiffuseConfig"):
+    """The learning rate's factor at step t: a linear warm-up, then constant (DDPM, DiT) or a cosine decay to 0 at
+    the end of the run (for a run of known length: the end of a short CPU run gains more from a small step than from EMA
+    alone)."""
+    warmup, total = max(1, config.warmup_steps), config.steps
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return (t + 1) / warmup
+        if config.lr_schedule == "constant" or total <= warmup:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - warmup) / (total - warmup))))
+
+    return factor
 
 
 def image_grid(images: torch.Tensor, *, columns: int = 8, pad: int = 1, min_size: int = 256) -> torch.Tensor:
@@ -201,8 +218,7 @@ class DiffuseTrainer(Trainer):
             embed.dropout = 0.0  # the network takes the labels as given (the null class where dropped)
         self.net = dist.wrap(model)  # training forwards (DDP with several processes)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        warmup = max(1, config.warmup_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda t: min(1.0, (t + 1) / warmup))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
         # EMA of the parameters only (use_buffers=False): the average never touches buffers.
         self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None)
         if self.ema is not None:
