@@ -155,14 +155,23 @@ def test_learning_rate_schedules():
     assert cosine(10) == cosine(100) == 0.0
 
 
+def test_every_diffusion_recipe_is_a_valid_configuration():
+    from visionlab.manager import DIFFUSE_RECIPES
+    from visionlab.opt import DiffuseConfig
+    for name, recipe in DIFFUSE_RECIPES.items():
+        config = DiffuseConfig(**recipe).validate()  # a misspelt option is a TypeError here
+        assert config.steps >= 1000, name
+    dit = DiffuseConfig(**DIFFUSE_RECIPES["digits-dit"])
+    assert (dit.model, dit.min_snr, dit.lr_schedule) == ("dit", 5.0, "cosine")
+
+
 def test_train_refuses_bad_options(tmp_path, capsys):
     for args, message in ((["train", "ddpm", "--epochs", "3"], "--epochs: not an option of 'visionlab train ddpm'"),
                           (["train", "vit", "--timesteps", "3"], "--timesteps: not an option of 'visionlab train vit'"),
                           (["train", "dit", "--steps", "0"], "steps must be > 0"),
                           (["train", "ddpm", "--sample-steps", "30", "--timesteps", "20"], "cannot exceed"),
                           (["train", "dit", "--patch-size", "3"], "not divisible by patch_size 3"),
-                          (["train", "dit", "--min-snr", "-5"], "min snr gamma must be > 0"),
-                          (["train", "dit", "--lr-schedule", "linear"], "invalid choice: 'linear'")):
+                          (["train", "dit", "--min-snr", "-5"], "min snr gamma must be > 0")):
         assert main([*args, "--out", str(tmp_path), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err

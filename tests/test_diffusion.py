@@ -124,9 +124,9 @@ def test_ddpm_step_equals_diffusers(prediction, variance, clip):
 
 @pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
-@pytest.mark.parametrize("clip", [True, False])
-def test_ddim_step_equals_diffusers(prediction, eta, clip):
-    ours = GaussianDiffusion(prediction=prediction, clip_denoised=clip)
+@pytest.mark.parametrize("clip, eps_from_clipped_x0", [(True, True), (True, False), (False, True)])
+def test_ddim_step_equals_diffusers(prediction, eta, clip, eps_from_clipped_x0):
+    ours = GaussianDiffusion(prediction=prediction, clip_denoised=clip, eps_from_clipped_x0=eps_from_clipped_x0)
     ref = float64_scheduler(diffusers.DDIMScheduler, ours, prediction_type=PREDICTION_NAMES[prediction],
                             clip_sample=clip)
     ref.set_timesteps(50)
@@ -136,7 +136,8 @@ def test_ddim_step_equals_diffusers(prediction, eta, clip):
     x_t = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
     for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
         output, noise = torch.randn_like(x_t), torch.randn_like(x_t)
-        expected = ref.step(output, t, x_t, eta=eta, variance_noise=noise if eta else None)
+        expected = ref.step(output, t, x_t, eta=eta, variance_noise=noise if eta else None,
+                            use_clipped_model_output=eps_from_clipped_x0)  # diffusers' name for re-deriving eps
         x_prev, x0 = ours.ddim_step(output, x_t, t, t_prev, eta=eta, noise=noise)
         torch.testing.assert_close(x0, expected.pred_original_sample, atol=1e-6, rtol=0)
         torch.testing.assert_close(x_prev, expected.prev_sample, atol=1e-6, rtol=0)

@@ -151,6 +151,10 @@ class DiffusionConfig:
     prediction: str = "epsilon"  # what the network outputs: "epsilon", "x0" or "v"
     variance: str = "fixed_small"  # "fixed_small" (beta~), "fixed_large" (beta) or "learned_range" (2C outputs)
     clip_denoised: bool = True  # clip x0_hat to [-1, 1] while sampling (data in [-1, 1])
+    # DDIM with clipping: re-derive eps_hat from the clipped x0_hat (GLIDE, ADM and DiT's samplers) so that both
+    # terms of Eq. 12 describe the same x_t; False keeps the network's eps (diffusers' default), which lets x_t drift
+    # off the data wherever x0_hat leaves [-1, 1], as it does under classifier-free guidance.
+    eps_from_clipped_x0: bool = True
     vb_weight: float = 0.001  # lambda of the hybrid loss, used with variance="learned_range"
     min_snr_gamma: float | None = None  # weight L_simple by min(SNR_t, gamma) / SNR_t (Hang et al. 2023); None: off
 
@@ -378,7 +382,7 @@ class GaussianDiffusion:
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One DDIM jump x_t -> x_{t_prev} (t_prev < t; -1: the clean image): (x_{t_prev}, x0_hat).
 
-        x0_hat is clipped (``clip_denoised``); eps_hat is the network's own (as diffusers' default).
+        x0_hat is clipped (``clip_denoised``) and eps_hat then re-derived from it (``eps_from_clipped_x0``).
         """
         out, _ = self.split_output(output, x_t)  # a learned variance is not used by DDIM
         abar, abar_prev = self._abar(t, x_t), self._abar(t_prev, x_t)
@@ -386,6 +390,8 @@ class GaussianDiffusion:
         eps = self.predict_eps(x_t, t, out)
         if self.config.clip_denoised:
             x0 = x0.clamp(-1, 1)
+            if self.config.eps_from_clipped_x0:
+                eps = self.eps_from_x0(x_t, t, x0)  # x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, solved for eps
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()  # DDIM Eq. 16
         x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # Eq. 12
         if eta > 0:
