@@ -143,11 +143,10 @@ def test_sampling_errors_are_one_line_with_exit_status_2(ddpm_run, tmp_path, cap
 
 
 def test_learning_rate_schedules():
-    from visionlab.opt import DiffuseConfig
-    from visionlab.trainer.diffuse import lr_factor
-    constant = lr_factor(DiffuseConfig(steps=10, warmup_steps=4))
+    from visionlab.trainer.base import lr_lambda
+    constant = lr_lambda(warmup=4, total=10, decay="constant")
     assert [constant(t) for t in range(12)] == [0.25, 0.5, 0.75] + [1.0] * 9
-    cosine = lr_factor(DiffuseConfig(steps=10, warmup_steps=2, lr_schedule="cosine"))
+    cosine = lr_lambda(warmup=2, total=10)
     factors = [cosine(t) for t in range(10)]
     assert factors[:3] == [0.5, 1.0, 1.0]  # warm-up, then the top of the half cosine
     assert factors[6] == pytest.approx(0.5)  # half way through the 8 steps after the warm-up

@@ -56,6 +56,21 @@ def epoch_batch(step: int, *, num_examples: int, batch_size: int, steps_per_epoc
     return order[i * batch_size:(i + 1) * batch_size]
 
 
+def lr_lambda(*, warmup: int, total: int, decay: str = "cosine") -> Callable[[int], float]:
+    """The factor of the peak learning rate at step t, for ``torch.optim.lr_scheduler.LambdaLR``: a linear warm-up
+    over ``warmup`` steps, then ``constant`` or half a ``cosine`` down to 0 at step ``total``."""
+    warmup = max(1, warmup)
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return (t + 1) / warmup
+        if decay == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
 def prepare(config) -> tuple[Dist, torch.device]:
     """What every trainer's build does first: check the config, set the CPU threads, join torchrun's process group
     (if there is one) and pick the device, then seed every generator."""

@@ -29,7 +29,7 @@ from visionlab.components.losses import cross_entropy
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.models.vit import ViT, vit_config
 from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
+from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
@@ -101,10 +101,8 @@ class ClassifyTrainer(Trainer):
         rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n and "token" not in n)]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                             {"params": rest, "weight_decay": 0.0}], lr=config.lr)
-        warmup = max(1, round(config.warmup_epochs * self.steps_per_epoch))
         # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
-        schedule = lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(  # noqa: E731
-            math.pi * (t - warmup) / max(1, total - warmup)))
+        schedule = lr_lambda(warmup=round(config.warmup_epochs * self.steps_per_epoch), total=total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # EMA of the parameters only (users.md #11: averaging buffers gave black samples elsewhere).
         self.ema = None if config.ema is None else AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))

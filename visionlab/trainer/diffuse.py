@@ -47,7 +47,7 @@ from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guide
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
 from visionlab.components.embeddings import LabelEmbedding
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
+from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
@@ -117,22 +117,6 @@ def build_network(config: "DiffuseConfig", sample_shape: Sequence[int],
                                                          prediction=config.prediction, variance=variance,
                                                          min_snr_gamma=config.min_snr or None))
     return net, diffusion
-
-
-def lr_factor(config: "DiffuseConfig"):
-    """The learning rate's factor at step t: a linear warm-up, then constant (DDPM, DiT) or a cosine decay to 0 at
-    the end of the run (for a run of known length: the end of a short CPU run gains more from a small step than from EMA
-    alone)."""
-    warmup, total = max(1, config.warmup_steps), config.steps
-
-    def factor(t: int) -> float:
-        if t < warmup:
-            return (t + 1) / warmup
-        if config.lr_schedule == "constant" or total <= warmup:
-            return 1.0
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - warmup) / (total - warmup))))
-
-    return factor
 
 
 def image_grid(images: torch.Tensor, *, columns: int = 8, pad: int = 1, min_size: int = 256) -> torch.Tensor:
@@ -218,7 +202,10 @@ class DiffuseTrainer(Trainer):
             embed.dropout = 0.0  # the network takes the labels as given (the null class where dropped)
         self.net = dist.wrap(model)  # training forwards (DDP with several processes)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
+        # A linear warm-up, then constant (DDPM, DiT) or a cosine decay to 0 at the end: for a short run of known
+        # length the small late steps gain more than the EMA alone.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(warmup=config.warmup_steps, total=config.steps, decay=config.lr_schedule))
         # EMA of the parameters only (use_buffers=False): the average never touches buffers.
         self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None)
         if self.ema is not None:

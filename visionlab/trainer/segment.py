@@ -29,7 +29,7 @@ from visionlab.components.metrics import segmentation_confusion, segmentation_sc
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
+from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import ConfigError
@@ -120,9 +120,8 @@ class SegmentTrainer(Trainer):
         rest = [p for p in model.parameters() if p.ndim < 2]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                             {"params": rest, "weight_decay": 0.0}], lr=config.lr)
-        warmup = max(1, round(config.warmup_epochs * self.steps_per_epoch))
-        schedule = lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(  # noqa: E731
-            math.pi * (t - warmup) / max(1, total - warmup)))
+        # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
+        schedule = lr_lambda(warmup=round(config.warmup_epochs * self.steps_per_epoch), total=total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda"
                                         and torch.cuda.is_bf16_supported())
