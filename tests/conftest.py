@@ -15,3 +15,13 @@ def _deterministic_cpu():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _fits_run_in_chunks(monkeypatch):
+    # Chunking on in every test: the models' default chunk of thousands of points would leave the tests' tiny
+    # images (24 x 24 = 576 points) in one chunk, so 97 points (not a divisor of any test size) it is.
+    from visionlab.models.inr import INR_MODELS
+
+    for cls in INR_MODELS.values():
+        monkeypatch.setattr(cls, "default_chunk", 97)

@@ -22,9 +22,10 @@ def configs(kind: str, out: str):
 
     common = dict(out=out, quiet=True, threads=1, device="cpu")
     if kind.startswith("fit-"):
-        # 24 x 24 grey camera, a small SIREN; EVOS selects half the pixels (an odd count: unequal shares).
+        # 23 x 23 grey camera, a small SIREN; EVOS selects half the pixels (an odd count: unequal shares), and each
+        # rank's share runs in chunks of 61 points.
         return "fit", opt.FitConfig(image="camera", width=32, depth=2, size="23", steps=4, sampler=kind[4:], ratio=0.5,
-                                    eval_every=2, checkpoint_every=100, **common)
+                                    eval_every=2, checkpoint_every=100, chunk=61, **common)
     if kind == "classify":
         # digits: 1,347 training images in batches of 100, the last one 47 (unequal shares), two steps with
         # augmentation and EMA.

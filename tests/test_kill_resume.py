@@ -24,7 +24,9 @@ from visionlab.cli import main
 from visionlab.util.checkpoint import load_state
 
 COMMANDS = {
-    "fit": ["fit", "camera", "--size", "32", "--width", "32", "--depth", "2", "--steps", "300", "--eval-every", "50"],
+    # --chunk: the same chunks in this process (conftest sets the default to 97) and in the killed ones
+    "fit": ["fit", "camera", "--size", "32", "--width", "32", "--depth", "2", "--steps", "300", "--eval-every", "50",
+            "--chunk", "97"],
     "classify": ["train", "vit", "--data", "digits", "--preset", "tiny", "--epochs", "6", "--batch-size", "64"],
     "diffuse": ["train", "ddpm", "--base-channels", "8", "--timesteps", "20", "--batch-size", "16", "--steps", "60",
                 "--sample-every", "0", "--sample-steps", "2", "--eval-every", "10"],

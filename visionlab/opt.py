@@ -52,6 +52,10 @@ class FitConfig:
                                "as Instant-NGP; wire: the real width it replaces, int(width / sqrt 2) complex units)")
     depth: int | None = option(None, "hidden (width -> width) layers (default 3: SIREN 3x256 of the papers is depth "
                                "3, width 256; hashgrid: 1, Instant-NGP's two hidden layers of 64)")
+    hash_table: int = option(16, "hashgrid: log2 of the hash table's entries per level, T = 2^N (Instant-NGP: 14 "
+                             "to 24)")
+    hash_resolution: int | None = option(None, "hashgrid: the finest grid's resolution N_max (default: the image's "
+                                         "longer side, at least 512, so that every pixel has a cell)")
     # -- optimisation
     steps: int = option(5000, "optimiser steps (one step is one 'epoch' in the INR papers)")
     lr: float | None = option(None, "Adam learning rate (default: the model's usual one: siren 1e-4, finer 5e-4, "
@@ -79,6 +83,15 @@ class FitConfig:
     crossover: str = option("select", "EVOS: how the kept pixels are chosen: select (the paper's frequency-guided "
                             "crossover), sum (rank by squared + frequency error) or none (squared error only)",
                             choices=("select", "sum", "none"))
+    # -- speed
+    chunk: int | None = option(None, "points per chunk: a step runs the network over its selection this many "
+                               "points at a time inside one graph (same gradient as one batch, cache-sized "
+                               "temporaries); evaluation uses the same chunks (default: the model's measured best, "
+                               "benchmarks/fit_step.py)")
+    precision: str = option("auto", "fp32, bf16 (autocast for the hidden layers; needs CUDA or a CPU with "
+                            "AVX512-BF16 / AMX; weights, Adam, transforms and metrics stay fp32) or auto (bf16 "
+                            "only where it is fast here and its measured PSNR cost for this model is below 0.1 dB, "
+                            "benchmarks/results/fit_precision.md; else fp32)", choices=("fp32", "bf16", "auto"))
     # -- run
     seed: int = option(0, "random seed (weights, sample selection); the same seed repeats the run")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -102,7 +115,9 @@ class FitConfig:
             raise ConfigError(f"ratio must be in (0, 1], got {self.ratio}")
         if self.mutation_ratio is not None and not 0.0 <= self.mutation_ratio < self.ratio:
             raise ConfigError(f"mutation ratio must be in [0, ratio = {self.ratio}), got {self.mutation_ratio}")
-        for name in ("lr", "lr_final", "threads", "seconds", "frames"):
+        if not 1 <= self.hash_table <= 30:
+            raise ConfigError(f"hash table must be in [1, 30] (log2 of the entries), got {self.hash_table}")
+        for name in ("lr", "lr_final", "threads", "seconds", "frames", "chunk", "hash_resolution"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if self.cfs_steps is not None and self.cfs_steps < 0:

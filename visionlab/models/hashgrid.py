@@ -41,8 +41,13 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from visionlab.util.precision import full_precision
+
 # The paper's hash primes, one per input dimension; pi_1 = 1 keeps consecutive x-vertices in consecutive entries.
 PRIMES: tuple[int, ...] = (1, 2654435761, 805459861)
+# The most memory that precomputed corners (HashGridEncoding.bind) may take: 12 L K bytes a point, so 1 GiB holds
+# a 1,024 x 1,024 image at 16 levels (805 MB) and a fit of a larger one hashes its points at every step instead.
+BIND_MAX_BYTES = 2**30
 
 
 class HashGridEncoding(nn.Module):
@@ -95,6 +100,7 @@ class HashGridEncoding(nn.Module):
         shift = strides @ bits.T + torch.tensor(offsets[: self._num_dense], dtype=torch.int64)[:, None]  # (L_d, K)
         self.register_buffer("_corner_shift", shift, persistent=False)
         self.register_buffer("_bit", torch.tensor([0, 1]), persistent=False)  # (2,): the lower / upper vertex
+        self._bound: tuple[torch.Tensor, torch.Tensor] | None = None  # bind(): (N, L, K) rows and weights
 
     def extra_repr(self) -> str:
         hashed = self.num_levels - self._num_dense
@@ -143,18 +149,35 @@ class HashGridEncoding(nn.Module):
             index[:, split:] = hashed
         return index, weight  # (N, L, K), (N, L, K)
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """(N, D) coordinates in [-1, 1] -> (N, L * F) features."""
-        index, weight = self.corners(coords)  # (N, L, K), (N, L, K)
+    def bind(self, coords: torch.Tensor) -> bool:
+        """Precompute the corners of a fixed point set (a fit's pixel grid), so that ``forward(rows=...)`` reads them
+        instead of hashing every point at every step; the weights are then constants (no coordinate gradient).
+        Costs 12 L K bytes a point; above :data:`BIND_MAX_BYTES` nothing is kept and False is returned."""
+        if coords.shape[0] * self.num_levels * 2**self.in_features * 12 > BIND_MAX_BYTES:
+            self._bound = None
+            return False
+        with torch.no_grad():
+            parts = [self.corners(part) for part in coords.split(65536)]
+        self._bound = (torch.cat([index for index, _ in parts]), torch.cat([weight for _, weight in parts]))
+        return True
+
+    def forward(self, coords: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D) coordinates in [-1, 1] -> (N, L * F) features; or, with ``rows`` (N,), the features of those rows
+        of the point set given to :meth:`bind` (``coords`` is then not read)."""
+        if rows is None:
+            index, weight = self.corners(coords)  # (N, L, K), (N, L, K)
+        else:
+            index, weight = self._bound[0][rows], self._bound[1][rows]  # (N, L, K), (N, L, K)
         mixed = _Interpolate.apply(self.table, index, weight)  # (N, L, F): sum_v w_v theta_l[h(v)]
         return rearrange(mixed, "n l f -> n (l f)")  # (N, L * F)
 
 
 class _Interpolate(torch.autograd.Function):
-    """out[n, l] = sum_k weight[n, l, k] table[index[n, l, k]], with a scatter-add backward.
+    """out[n, l] = sum_k weight[n, l, k] table[index[n, l, k]], with an ``index_add_`` backward.
 
-    PyTorch's own gather backward (embedding, embedding_bag) is several times slower on a CPU than scattering each
-    feature column with ``scatter_add_``; this is what makes the encoding cheap to train there.
+    PyTorch's own gather backward (embedding, embedding_bag) is several times slower on a CPU than adding the
+    weighted gradients into the table's rows with ``index_add_`` (int64 indices: int32 ones are 9x slower there);
+    this is what makes the encoding cheap to train there.
     """
 
     @staticmethod
@@ -171,12 +194,9 @@ class _Interpolate(torch.autograd.Function):
         table, index, weight = ctx.saved_tensors
         grad_table = grad_weight = None
         if ctx.needs_input_grad[0]:
-            flat = index.reshape(-1)  # (N L K,)
-            columns = grad.new_zeros(table.shape[1], table.shape[0])  # (F, rows): one contiguous column per feature
-            for f in range(table.shape[1]):
-                # d out[n, l, f] / d table[index[n, l, k], f] = weight[n, l, k]
-                columns[f].scatter_add_(0, flat, (weight * grad[..., f:f + 1]).reshape(-1))
-            grad_table = columns.t().contiguous()  # (rows, F)
+            # d out[n, l, f] / d table[index[n, l, k], f] = weight[n, l, k]
+            contribution = rearrange(weight[..., None] * grad[..., None, :], "n l k f -> (n l k) f")  # (N L K, F)
+            grad_table = grad.new_zeros(table.shape).index_add_(0, index.reshape(-1), contribution)  # (rows, F)
         if ctx.needs_input_grad[2]:
             # d out[n, l, f] / d weight[n, l, k] = table[index[n, l, k], f]
             grad_weight = torch.einsum("nlkf,nlf->nlk", table[index], grad)  # (N, L, K)
@@ -194,6 +214,8 @@ class HashGrid(nn.Module):
     """
 
     default_lr = 1e-2
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
     adam_betas = (0.9, 0.99)
     adam_eps = 1e-15
 
@@ -211,6 +233,14 @@ class HashGrid(nn.Module):
         self.net = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        return self.head(self.net(self.encoding(coords)))
+    def bind(self, coords: torch.Tensor) -> bool:
+        """Precompute the encoding's corners for a fixed point set: see :meth:`HashGridEncoding.bind`."""
+        return self.encoding.bind(coords)
+
+    def forward(self, coords: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D_in) coordinates in [-1, 1] -> (N, C) values; ``rows``: those of the points given to :meth:`bind`."""
+        with full_precision(coords.device.type):  # under bf16 autocast: the encoding and the output stay fp32
+            features = self.encoding(coords.float(), rows)  # (N, L F)
+        x = self.net(features)  # (N, W)
+        with full_precision(coords.device.type):
+            return self.head(x.float())  # (N, C)

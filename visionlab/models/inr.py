@@ -30,7 +30,9 @@ import math
 import torch
 from torch import nn
 
+from visionlab.components.sine import finer_linear, sine_linear
 from visionlab.models.hashgrid import HashGrid
+from visionlab.util.precision import full_precision
 
 
 class SineLayer(nn.Module):
@@ -51,10 +53,11 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def activation(self, z: torch.Tensor) -> torch.Tensor:
+        """The reference formula of the layer's activation, sin(omega_0 z); ``forward`` computes it fused."""
         return torch.sin(self.omega0 * z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.linear(x))
+        return sine_linear(x, self.linear, self.omega0)  # sin(omega_0 (W x + b)), one fused step
 
 
 class FinerLayer(SineLayer):
@@ -72,8 +75,11 @@ class FinerLayer(SineLayer):
                 self.linear.bias.uniform_(-self.first_bias_scale, self.first_bias_scale)
 
     def activation(self, z: torch.Tensor) -> torch.Tensor:
-        # (|z| + 1) is a scale, not a path for gradients: FINER detaches it.
+        """The reference formula; (|z| + 1) is a scale, not a path for gradients: FINER detaches it."""
         return torch.sin(self.omega0 * (torch.abs(z).detach() + 1.0) * z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return finer_linear(x, self.linear, self.omega0)
 
 
 class Siren(nn.Module):
@@ -87,6 +93,8 @@ class Siren(nn.Module):
     """
 
     default_lr = 1e-4
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
     layer_cls = SineLayer
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
@@ -104,13 +112,21 @@ class Siren(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        return self.head(self.net(coords))
+        first, *hidden = self.net
+        with full_precision(coords.device.type):  # under bf16 autocast: coordinates and outputs stay fp32
+            x = first(coords.float())  # (N, W)
+        for layer in hidden:
+            x = layer(x)  # (N, W)
+        with full_precision(coords.device.type):
+            return self.head(x.float())  # (N, C)
 
 
 class Finer(Siren):
     """FINER: SIREN with variable-periodic sines and a wider first-layer bias."""
 
     default_lr = 5e-4
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
     layer_cls = FinerLayer
 
     def __init__(self, *, first_bias_scale: float = 1.0, **kwargs):
@@ -121,6 +137,8 @@ class FourierFeatureMLP(nn.Module):
     """Random Fourier features followed by a ReLU MLP (Tancik et al. 2020)."""
 
     default_lr = 1e-3
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  num_frequencies: int = 256, sigma: float = 10.0):
@@ -140,7 +158,11 @@ class FourierFeatureMLP(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        return self.head(self.net(self.encode(coords)))
+        with full_precision(coords.device.type):  # sines of 2 pi B v (|B| ~ 10) need fp32 arguments
+            features = self.encode(coords.float())  # (N, 2F)
+        x = self.net(features)  # (N, W)
+        with full_precision(coords.device.type):
+            return self.head(x.float())  # (N, C)
 
 
 class GaussLayer(nn.Module):
@@ -159,6 +181,8 @@ class Gauss(nn.Module):
     """Gaussian-activation MLP: a first Gaussian layer, ``depth`` hidden ones of ``width``, then a linear output."""
 
     default_lr = 5e-3
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  scale: float = 10.0):
@@ -171,7 +195,13 @@ class Gauss(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        return self.head(self.net(coords))
+        first, *hidden = self.net
+        with full_precision(coords.device.type):  # under bf16 autocast: coordinates and outputs stay fp32
+            x = first(coords.float())  # (N, W)
+        for layer in hidden:
+            x = layer(x)  # (N, W)
+        with full_precision(coords.device.type):
+            return self.head(x.float())  # (N, C)
 
 
 class GaborLayer(nn.Module):
@@ -206,6 +236,8 @@ class Wire(nn.Module):
     """
 
     default_lr = 5e-3
+    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  omega0: float = 20.0, scale0: float = 10.0, complex_width: int | None = None):
@@ -220,7 +252,8 @@ class Wire(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) real values."""
-        return self.head(self.net(coords)).real  # (N, C): the real part of a complex output, as WIRE
+        # complex64 throughout: autocast leaves complex products alone, so WIRE runs the same under --precision bf16
+        return self.head(self.net(coords.float())).real  # (N, C): the real part of a complex output, as WIRE
 
 
 INR_MODELS: dict[str, type[nn.Module]] = {"siren": Siren, "finer": Finer, "fourier": FourierFeatureMLP,
@@ -235,17 +268,46 @@ INR_PRESETS: dict[str, dict] = {
 }
 
 
-def build_inr(name: str, *, in_features: int, out_features: int, width: int, depth: int) -> nn.Module:
+def build_inr(name: str, *, in_features: int, out_features: int, width: int, depth: int, **options) -> nn.Module:
     """The INR called ``name`` (a key of :data:`INR_MODELS`).
 
     ``width`` and ``depth`` mean the same for every model: the first layer maps the input (coordinates, or an
     encoding of them) to ``width`` units, then ``depth`` more (width -> width) layers, then a linear output. For
     ``hashgrid`` that is the MLP after the hash encoding (the paper's: width 64, depth 1; the encoding keeps its
     defaults); for ``wire``, ``width`` is the real width that its complex units replace (see :class:`Wire`).
+    ``options`` go to the model's constructor (the hash grid's ``log2_table_size`` and ``max_resolution``).
     """
     if name not in INR_MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(INR_MODELS)}")
-    return INR_MODELS[name](in_features=in_features, out_features=out_features, width=width, depth=depth)
+    return INR_MODELS[name](in_features=in_features, out_features=out_features, width=width, depth=depth, **options)
+
+
+class Chunked(nn.Module):
+    """``model`` applied ``chunk`` coordinates at a time inside one autograd graph: the same output and gradients as
+    one batch (up to fp32 round-off in the sums), with every temporary the size of one chunk.
+
+    A training step over N points as one batch pushes each layer's (N, W) activations through memory several
+    times; in chunks that fit the cache the element-wise work (sines, their derivatives, bias sums) runs at the
+    core's speed and the allocator reuses its buffers instead of faulting fresh pages in each step. Backward goes
+    through the chunks one after the other (autograd runs the graph of the last chunk first), and each parameter's
+    gradient sums every chunk's share before its hooks fire once (DDP's all-reduce among them). The loss and the
+    selectors see the whole (N, C) prediction, exactly as without chunks.
+    """
+
+    def __init__(self, model: nn.Module, *, chunk: int):
+        super().__init__()
+        assert chunk >= 1, f"chunk must be >= 1, got {chunk}"
+        self.model = model
+        self.chunk = chunk
+
+    def forward(self, coords: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D_in) -> (N, C); ``rows`` (N,), for a model that precomputed its fixed points (``bind``), goes along."""
+        if coords.shape[0] <= self.chunk:
+            return self.model(coords) if rows is None else self.model(coords, rows)
+        parts = coords.split(self.chunk)
+        if rows is None:
+            return torch.cat([self.model(part) for part in parts])  # (N, C)
+        return torch.cat([self.model(part, part_rows) for part, part_rows in zip(parts, rows.split(self.chunk))])
 
 
 @torch.no_grad()

@@ -24,13 +24,14 @@ from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
 from visionlab.components.transforms import ValueTransform, make_transform
 from visionlab.data.signals import GridSignal, load_signal
-from visionlab.models.inr import INR_PRESETS, build_inr, predict_in_chunks
+from visionlab.models.inr import INR_PRESETS, Chunked, build_inr, predict_in_chunks
 from visionlab.trainer.base import Trainer, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
 from visionlab.util.io import write_json
 from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
+from visionlab.util.precision import autocast, bf16_is_fast, check_bf16
 
 if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
     from visionlab.opt import FitConfig
@@ -44,13 +45,16 @@ class FitTrainer(Trainer):
     def __init__(self, *, config: "FitConfig", signal: GridSignal, target: torch.Tensor, model: torch.nn.Module,
                  transform: ValueTransform, sampler: Sampler, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device,
-                 dist: Dist = Dist()):
+                 dist: Dist = Dist(), chunk: int = 8192, precision: str = "fp32"):
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
                          eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, quiet=config.quiet,
                          dist=dist)
         self.signal = signal
-        self.model = model  # unwrapped: evaluation, the selector's profiling, state dicts
-        self.net = dist.wrap(model)  # training forwards (DDP with several processes)
+        self.model = model  # unwrapped: state dicts, the weights file
+        self.chunk = chunk
+        self.precision = precision  # "fp32" or "bf16", resolved (see resolve_precision)
+        self.chunked = Chunked(model, chunk=chunk)  # evaluation and the selector's profiling, in the same chunks
+        self.net = dist.wrap(self.chunked)  # training forwards (DDP with several processes): one call, all chunks
         self.transform = transform
         self.sampler = sampler
         self.optimizer = optimizer
@@ -59,18 +63,25 @@ class FitTrainer(Trainer):
         self.original = signal.flat().to(device)  # (N, C) in [0, 1]
         self.target = target  # (N, C): transform(original), in model space
         self.pixels_trained = 0
+        # A model that can precompute what it reads for each fixed point (the hash grid's corners) does so once, and
+        # each step then passes the selected rows; soft mining needs coordinate gradients, so not for it.
+        self.rows = None
+        if hasattr(model, "bind") and not sampler.wants_coordinate_grad and model.bind(self.coords):
+            self.rows = torch.arange(self.coords.shape[0], device=device)  # (N,)
 
     def train_step(self, step: int) -> dict[str, float]:
         # The selector's hooks, in order (visionlab.components.sampling): prepare, select, loss_weights, extra_loss,
         # and observe after backward; full, random and EVOS use only select and extra_loss.
         sampler = self.sampler
-        sampler.prepare(step, model=self.model, coords=self.coords)  # e.g. INT's no-grad profile of every pixel
+        with autocast(self.device, self.precision):  # e.g. INT's no-grad profile of every pixel
+            sampler.prepare(step, model=self.chunked, coords=self.coords)
         indices = sampler.select(step)
         if indices is None:
-            coords, target = self.coords, self.target
+            coords, target, rows = self.coords, self.target, self.rows
         else:
             indices = indices.to(self.device)
             coords, target = self.coords[indices], self.target[indices]  # (n, 2), (n, C)
+            rows = None if self.rows is None else indices
         # Several processes: the selection is the same on every rank (same weights, same seeds); each rank runs the
         # network on its share of the coordinates and the predictions are gathered, so the loss, the weights and
         # the selector's extra term see all n rows, as with one process (Dist.gather's gradient returns to the rows).
@@ -78,10 +89,14 @@ class FitTrainer(Trainer):
         sizes = dist.sizes(coords.shape[0])
         if dist.enabled:
             dist.check_batch(coords.shape[0], "a selection of samples")
-            coords = coords[dist.shard(coords.shape[0])]  # (n_r, d)
+            shard = dist.shard(coords.shape[0])
+            coords = coords[shard]  # (n_r, d)
+            rows = None if rows is None else rows[shard]
         if sampler.wants_coordinate_grad:  # soft mining moves its samples along d loss / d coords
             coords = coords.detach().requires_grad_()
-        pred = dist.gather(self.net(coords), sizes)  # (n, C)
+        with autocast(self.device, self.precision):  # bf16: the hidden layers only; pred is fp32
+            pred = self.net(coords) if rows is None else self.net(coords, rows)  # (n_r, C)
+            pred = dist.gather(pred, sizes).float()  # (n, C)
         weights = sampler.loss_weights(step, indices, pred.detach())  # (n,) or None
         if weights is None:
             loss = torch.mean((pred - target) ** 2)
@@ -105,7 +120,9 @@ class FitTrainer(Trainer):
     def reconstruct(self) -> torch.Tensor:
         """The current fit in the signal's layout (*shape, C), in [0, 1]."""
         self.model.eval()
-        pred = self.transform.inverse(predict_in_chunks(self.model, self.coords)).clamp(0, 1)  # (N, C)
+        with autocast(self.device, self.precision):  # the network as it was trained; the rest in fp32
+            pred = predict_in_chunks(self.model, self.coords, chunk=self.chunk).float()  # (N, C)
+        pred = self.transform.inverse(pred).clamp(0, 1)  # (N, C)
         self.model.train()
         return self.signal.unflat(pred)  # (*shape, C)
 
@@ -123,12 +140,15 @@ class FitTrainer(Trainer):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "sampler": self.sampler.state_dict(), "transform": self.transform.state_dict(),
-                "pixels_trained": self.pixels_trained, "image_sha256": signal_digest(self.signal)}
+                "pixels_trained": self.pixels_trained, "image_sha256": signal_digest(self.signal),
+                "precision": self.precision}
 
     def load_state_dict(self, state: dict) -> None:
         if state["image_sha256"] != signal_digest(self.signal):
             raise DataError(f"{self.signal.source} is not the {self.signal.kind} this run was trained on (it changed "
                             f"on disk?)")
+        # a resumed run keeps the precision it started with ("auto" resolved then; runs before it existed: fp32)
+        self.precision = state.get("precision", "fp32")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -152,10 +172,12 @@ class FitTrainer(Trainer):
                      metadata={"model": config.model, "width": str(model_size(config)[0]),
                                "depth": str(model_size(config)[1]),
                                "channels": str(signal.channels), "kind": signal.kind,
+                               **{key: str(value) for key, value in model_options(config, signal).items()},
                                "shape": "x".join(map(str, signal.shape))})
         metrics = {"psnr": final["psnr"], "ssim": final.get("ssim"), "wall_seconds": self.train_seconds,
                    "steps": self.step, "pixels_trained": self.pixels_trained, "status": status,
-                   "image": signal.source, "kind": signal.kind, "shape": list(signal.shape), "psnr_peak": 1.0}
+                   "image": signal.source, "kind": signal.kind, "shape": list(signal.shape), "psnr_peak": 1.0,
+                   "precision": self.precision, "chunk": self.chunk}
         if signal.kind == "image":
             metrics.update(height=signal.shape[0], width=signal.shape[1])
         write_json(self.run_dir / "metrics.json", metrics)
@@ -189,6 +211,43 @@ def model_size(config: "FitConfig") -> tuple[int, int]:
             config.depth if config.depth is not None else preset["depth"])
 
 
+def resolve_precision(precision: str, model: torch.nn.Module, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for a run asking for ``precision``: ``auto`` takes bf16 only where bf16 is native on
+    ``device`` and the model's measured PSNR cost of bf16 (``bf16_cost_db``, the worst of three photos after 1,000
+    steps, benchmarks/fit_precision.py) is below 0.1 dB."""
+    if precision == "bf16":
+        check_bf16(device)
+        return "bf16"
+    if precision == "auto" and bf16_is_fast(device) and getattr(model, "bf16_cost_db", None) is not None:
+        return "bf16" if model.bf16_cost_db < AUTO_BF16_MAX_COST_DB else "fp32"
+    return "fp32"
+
+
+AUTO_BF16_MAX_COST_DB = 0.1  # what bf16 may cost in PSNR for --precision auto to take it
+
+
+def auto_reason(model: torch.nn.Module, device: torch.device) -> str:
+    """Why ``auto`` chose what it chose, in a few words."""
+    name = type(model).__name__
+    if not bf16_is_fast(device):
+        return f"bf16 is not native on {device}"
+    cost = getattr(model, "bf16_cost_db", None)
+    if cost is None:
+        return f"bf16's PSNR cost for {name} has not been measured"
+    return (f"bf16 costs {name} {cost:.2f} dB PSNR at worst, measured; the limit is {AUTO_BF16_MAX_COST_DB} dB; "
+            f"--precision fp32 or bf16 to choose")
+
+
+def model_options(config: "FitConfig", signal: GridSignal) -> dict:
+    """The model's own constructor options: the hash grid's table size and finest resolution (by default the
+    image's longer side, at least Instant-NGP's 512, so that every pixel of a large image has a cell)."""
+    if config.model != "hashgrid":
+        return {}
+    finest = 512 if signal.kind == "audio" else max(512, *signal.shape[-2:])
+    return {"log2_table_size": config.hash_table,
+            "max_resolution": config.hash_resolution if config.hash_resolution is not None else finest}
+
+
 def load_fit_signal(config: "FitConfig") -> GridSignal:
     """The signal named by ``config.image``: an image, a sound or a video (``config.kind``, else from its name)."""
     return load_signal(config.image, kind=config.kind, size=config.size, crop=config.crop, seconds=config.seconds,
@@ -207,7 +266,7 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
     transform.fit(signal.flat())
     width, depth = model_size(config)
     model = build_inr(config.model, in_features=len(signal.shape), out_features=signal.channels, width=width,
-                      depth=depth).to(device)
+                      depth=depth, **model_options(config, signal)).to(device)
     lr = config.lr if config.lr is not None else model.default_lr
     # A model may ask for its own Adam settings (the hash grid: betas (0.9, 0.99), eps 1e-15, as Instant-NGP).
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=getattr(model, "adam_betas", (0.9, 0.999)),
@@ -217,6 +276,10 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
         # Exponential decay lr_t = lr * (lr_final / lr)^(t / T), reaching lr_final at the last step.
         rate = (config.lr_final / lr) ** (1.0 / config.steps)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=rate)
+    precision = resolve_precision(config.precision, model, device)
+    if not config.quiet and config.precision == "auto" and dist.is_main:
+        print(f"precision: {precision} (auto: {auto_reason(model, device)})")
+    chunk = config.chunk if config.chunk is not None else model.default_chunk
     target = transform(signal.flat().to(device))  # (N, C) in model space
     cfs_steps = config.cfs_steps if config.cfs_steps is not None else (0 if signal.kind == "audio" else 1500)
     # Each selector takes the options it knows (EVOS: mutation ratio, CFS steps, crossover) and leaves the rest.
@@ -228,7 +291,8 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
         run_dir = make_run_dir(dist, config, config.out, "fit",
                                config.name or f"{signal.name}-{config.model}-{config.sampler}")
     return FitTrainer(config=config, signal=signal, target=target, model=model, transform=transform, sampler=sampler,
-                      optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device, dist=dist)
+                      optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device, dist=dist,
+                      chunk=chunk, precision=precision)
 
 
 def fit(config: "FitConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
