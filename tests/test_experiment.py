@@ -99,3 +99,29 @@ def test_experiment_command_refuses_bad_names_and_options(capsys, tmp_path):
     assert "has no images" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown option"):
         vl.experiment("digits-vit", epochs=3)
+
+
+def test_shards_split_the_cells_and_a_plain_rerun_gathers_the_table(tmp_path, capsys):
+    straight = run_experiment("whole", tiny_cells(), out=tmp_path, table=FIT_TABLE, options={}, quiet=True)
+    folder = tmp_path / "experiment" / "split"
+    first = run_experiment("split", tiny_cells(), out=tmp_path, table=FIT_TABLE, options={}, quiet=True,
+                           shard=(1, 3))
+    assert first["status"] == "shard finished" and first["cells_done"] == 2  # cells 1 and 4 of 4
+    assert "rerun without --shard" in capsys.readouterr().out
+    assert sorted(p.name for p in (folder / "fit").iterdir()) == ["EVOS-coffee", "Standard-camera"]
+    second = run_experiment("split", tiny_cells(), out=tmp_path, table=FIT_TABLE, options={}, quiet=True,
+                            shard=(2, 3))
+    assert second["cells_done"] == 3 and not (folder / "table.md").exists()
+    third = run_experiment("split", tiny_cells(), out=tmp_path, table=FIT_TABLE, options={}, quiet=True,
+                           shard=(3, 3))  # the last shard finds every cell finished: it writes the table
+    assert third["status"] == "finished" and third["markdown"].splitlines()[2:] != []
+    gathered = run_experiment("split", tiny_cells(), out=tmp_path, table=FIT_TABLE, options={}, quiet=True)
+    assert gathered["status"] == "finished"
+    for a, b in zip(gathered["rows"], straight["rows"]):  # the same runs, whichever process ran them
+        assert a["columns"] == b["columns"]
+
+
+@pytest.mark.parametrize("shard", ["0/3", "4/3", "2", "a/b", "1/0"])
+def test_a_bad_shard_is_refused_in_one_line(shard, capsys):
+    assert main(["experiment", "evos-table1", "--shard", shard]) == 2
+    assert "--shard" in capsys.readouterr().err

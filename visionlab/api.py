@@ -10,7 +10,8 @@ import dataclasses
 from pathlib import Path
 
 from visionlab.manager import fit_preset
-from visionlab.opt import ClassifyConfig, ExperimentConfig, FeaturesConfig, FitConfig, ShapesConfig, from_dict
+from visionlab.opt import (ClassifyConfig, ExperimentConfig, FeaturesConfig, FitConfig, ShapesConfig, from_dict,
+                           parse_shard)
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
@@ -154,7 +155,8 @@ def experiment(experiment: str = "evos-table1", /, **options) -> dict:
         cells.append(Cell(row=row, item=Path(item).stem if item else "", task=task,
                           config=from_dict(configs[task], values).validate()))
     options_record = {"images": images, "size": o.size, "steps": o.steps, "seed": o.seed}
-    return run_experiment(o.name or experiment, cells, out=o.out, table=table, options=options_record, quiet=o.quiet)
+    return run_experiment(o.name or experiment, cells, out=o.out, table=table, options=options_record, quiet=o.quiet,
+                          shard=parse_shard(o.shard) if o.shard else None)
 
 
 def _check_options(cls, options: dict) -> None:

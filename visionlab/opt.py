@@ -241,11 +241,27 @@ class ExperimentConfig:
     out: str = option("runs", "root folder; the experiment goes to OUT/experiment/NAME, each run inside it")
     name: str | None = option(None, "experiment folder name (default: the experiment's)")
     quiet: bool = option(False, "no progress bars (one line per run is still printed)")
+    shard: str | None = option(None, "K/N: run only every N-th cell, starting at the K-th (K = 1..N), so that N "
+                               "processes, GPUs or cluster jobs (a Slurm array: --shard $((SLURM_ARRAY_TASK_ID+1))/N) "
+                               "share a table through its folder; a rerun without --shard gathers the table")
 
     def validate(self) -> "ExperimentConfig":
         if self.steps is not None:
             _positive("steps", self.steps)
+        if self.shard is not None:
+            parse_shard(self.shard)
         return self
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N) with 1 <= K <= N; anything else: ConfigError."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard takes K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
 
 
 @dataclass

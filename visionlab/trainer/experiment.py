@@ -43,10 +43,15 @@ class Cell:
 
 
 def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict, options: dict,
-                   quiet: bool = False, task: str = "experiment") -> dict:
+                   quiet: bool = False, task: str = "experiment", shard: tuple[int, int] | None = None) -> dict:
     """Run every unfinished cell, then write the table into ``out/task/name``. ``table`` describes it (kind:
     fit, items or classify; columns); ``options`` are the experiment's own options, kept in ``experiment.yaml`` so
-    that a rerun with other options is refused rather than mixed into the same table."""
+    that a rerun with other options is refused rather than mixed into the same table.
+
+    ``shard`` = (K, N): run only cells K, K + N, K + 2N, ... (1-based), so that N processes split the table with no
+    coordination but the folder (each appends its finished cells to ``cells.jsonl``, one line at a time); the
+    table is written by whichever run finds every cell finished, and a run without ``shard`` gathers it (running
+    what is still missing)."""
     _check_inputs(cells)
     folder = Path(out) / task / slug(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +68,7 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
         write_yaml(folder / "experiment.yaml", record)
     done = {r["key"]: r for r in read_jsonl(folder / "cells.jsonl")} if (folder / "cells.jsonl").is_file() else {}
     for i, cell in enumerate(cells, 1):
-        if cell.key in done:
+        if cell.key in done or (shard is not None and (i - 1) % shard[1] != shard[0] - 1):
             continue
         # One line per run even when quiet (quiet hides the runs' own progress bars): a table may take hours.
         print(f"[{i}/{len(cells)}] {cell.row}" + (f" on {cell.item}" if cell.item else ""), flush=True)
@@ -73,6 +78,12 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
                     "cells": len(cells)}
         done[cell.key] = result
         append_jsonl(folder / "cells.jsonl", result)
+    if shard is not None:  # the other shards' cells may have finished meanwhile
+        done = {r["key"]: r for r in read_jsonl(folder / "cells.jsonl")} if (folder / "cells.jsonl").is_file() else {}
+        if any(c.key not in done for c in cells):
+            print(f"shard {shard[0]}/{shard[1]} done: {len(done)} of {len(cells)} cells finished; when every shard "
+                  f"is, rerun without --shard to write the table", flush=True)
+            return {"status": "shard finished", "folder": str(folder), "cells_done": len(done), "cells": len(cells)}
     rows = [done[c.key] for c in cells]
     if table["kind"] == "fit":
         summary = fit_table(rows, columns=table["columns"], reference=table.get("reference"))
