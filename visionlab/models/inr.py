@@ -94,7 +94,9 @@ class Siren(nn.Module):
 
     default_lr = 1e-4
     default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
-    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
+    # PSNR cost of --precision bf16, the worst of three photos (benchmarks/results/fit_precision.md: 0.26, 1.07 and
+    # 0.74 dB after 1,000 steps at 128 px): the rounding of the pre-activations (|omega_0 z| up to tens of radians)
+    bf16_cost_db = 1.07
     layer_cls = SineLayer
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
@@ -125,8 +127,7 @@ class Finer(Siren):
     """FINER: SIREN with variable-periodic sines and a wider first-layer bias."""
 
     default_lr = 5e-4
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
-    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
+    bf16_cost_db = None  # not measured: --precision auto keeps FINER in fp32
     layer_cls = FinerLayer
 
     def __init__(self, *, first_bias_scale: float = 1.0, **kwargs):
@@ -138,7 +139,7 @@ class FourierFeatureMLP(nn.Module):
 
     default_lr = 1e-3
     default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
-    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
+    bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  num_frequencies: int = 256, sigma: float = 10.0):
@@ -182,7 +183,7 @@ class Gauss(nn.Module):
 
     default_lr = 5e-3
     default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
-    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
+    bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  scale: float = 10.0):
@@ -237,7 +238,7 @@ class Wire(nn.Module):
 
     default_lr = 5e-3
     default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
-    bf16_cost_db = None  # PSNR cost of --precision bf16, measured (benchmarks/fit_precision.py)
+    bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
                  omega0: float = 20.0, scale0: float = 10.0, complex_width: int | None = None):

@@ -5,6 +5,12 @@ for video; values in [0, 1]) -> value transform (forward) -> each step the selec
 selector's extra term) -> Adam. Evaluation de-transforms the whole prediction, clamps it to [0, 1] and reports PSNR
 (peak 1) and, for images and videos (mean over frames), SSIM against the original.
 
+Speed (benchmarks/fit_step.py): the network runs over a step's selection in chunks of ``--chunk`` points inside one
+graph (:class:`~visionlab.models.inr.Chunked`: the one-batch gradient, cache-sized temporaries), SIREN and FINER
+layers are fused (:mod:`visionlab.components.sine`), the hash grid precomputes its corners for the pixel grid, and
+``--precision bf16`` runs the hidden layers in bf16 autocast (``auto``: only where its measured PSNR cost is below
+0.1 dB). The loss, the selectors' hooks and the metrics always see the whole fp32 prediction.
+
 A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, ``model.safetensors``, ``metrics.json``,
 ``summary.json``, ``psnr_curve.png`` (PSNR against training seconds) and the reconstruction in the signal's own form:
 ``reconstruction.png`` and ``comparison.png`` (original | reconstruction | error) for an image, ``reconstruction.wav``
@@ -24,7 +30,7 @@ from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
 from visionlab.components.transforms import ValueTransform, make_transform
 from visionlab.data.signals import GridSignal, load_signal
-from visionlab.models.inr import INR_PRESETS, Chunked, build_inr, predict_in_chunks
+from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
 from visionlab.trainer.base import Trainer, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
@@ -120,8 +126,9 @@ class FitTrainer(Trainer):
     def reconstruct(self) -> torch.Tensor:
         """The current fit in the signal's layout (*shape, C), in [0, 1]."""
         self.model.eval()
-        with autocast(self.device, self.precision):  # the network as it was trained; the rest in fp32
-            pred = predict_in_chunks(self.model, self.coords, chunk=self.chunk).float()  # (N, C)
+        with torch.no_grad(), autocast(self.device, self.precision):  # the network as trained; the rest in fp32
+            chunked, coords = self.chunked, self.coords  # the training step's chunks
+            pred = (chunked(coords) if self.rows is None else chunked(coords, self.rows)).float()  # (N, C)
         pred = self.transform.inverse(pred).clamp(0, 1)  # (N, C)
         self.model.train()
         return self.signal.unflat(pred)  # (*shape, C)
