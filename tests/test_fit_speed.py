@@ -169,3 +169,34 @@ def test_under_bf16_the_input_layer_and_the_output_stay_fp32(name):
     assert out.dtype == torch.float32 and seen[0].dtype == torch.float32
     assert torch.equal(seen[0], plain)  # computed in fp32, as without autocast
     assert torch.allclose(out, model(coords), atol=0.05)  # the bf16 hidden layers: close, not equal
+
+
+def test_fast_preset_fits_with_the_dense_hash_grid_and_random_half(tmp_path):
+    import visionlab as vl
+
+    summary = vl.fit_run("camera", preset="fast", size="48", steps=40, eval_every=20, quiet=True, out=str(tmp_path),
+                         threads=1)
+    metrics = summary["metrics"]
+    assert summary["status"] == "finished" and metrics["precision"] == "fp32"
+    assert metrics["psnr"] > 25  # a 48 x 48 photo in 40 hash-grid steps
+    assert metrics["pixels_trained"] == 40 * (48 * 48 // 2)  # random r = 0.5, every step
+    from safetensors.torch import load_file
+
+    weights = load_file(f"{summary['run_dir']}/model.safetensors")
+    assert "encoding.table" in weights
+
+
+def test_fit_command_refuses_bf16_where_it_is_not_native_in_one_line(monkeypatch, capsys, tmp_path):
+    from visionlab.cli import main
+
+    monkeypatch.setattr(fit, "check_bf16", lambda device: precision.check_bf16(torch.device("meta")))
+    assert main(["fit", "camera", "--preset", "tiny", "--precision", "bf16", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "AVX512-BF16" in err[0]
+
+
+def test_a_bad_chunk_is_refused(tmp_path):
+    import visionlab as vl
+
+    with pytest.raises(ConfigError, match="chunk"):
+        vl.fit("camera", preset="tiny", chunk=0, out=str(tmp_path))

@@ -19,6 +19,11 @@ FIT_PRESETS: dict[str, dict] = {
     "paper-constant": dict(size="512x512", steps=5000, sampler="evos", ratio=0.5, scheduler="constant",
                            eval_every=250, checkpoint_every=1000),
     "paper-full": dict(size="512x512", steps=5000, sampler="full", eval_every=250, checkpoint_every=1000),
+    # The fast path for full-size images on a CPU (benchmarks/results/fit_fast.md chose each value): the hash grid
+    # with 2^19 entries per level (every level of a 512 px grid dense, no collisions), random selection of half the
+    # pixels (ahead of full and of EVOS for the hash grid), lr 1e-2 decayed to 1e-3 (steadier than constant).
+    "fast": dict(model="hashgrid", hash_table=19, sampler="random", ratio=0.5, lr_final=1e-3, steps=400,
+                 eval_every=25, checkpoint_every=200),
     # Seconds on any CPU: a tiny SIREN on a small image (tests, a first look).
     "tiny": dict(size="32", width=32, depth=2, steps=50, eval_every=10, checkpoint_every=25, ratio=0.5),
 }

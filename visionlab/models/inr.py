@@ -35,6 +35,18 @@ from visionlab.models.hashgrid import HashGrid
 from visionlab.util.precision import full_precision
 
 
+def fp32_ends(layers: nn.Sequential, head: nn.Module, coords: torch.Tensor) -> torch.Tensor:
+    """(N, D_in) -> (N, C) through ``layers`` then ``head``, the first layer and the head in fp32 under bf16
+    autocast (coordinates and outputs need fp32: :mod:`visionlab.util.precision`), the hidden layers as it says."""
+    first, *hidden = layers
+    with full_precision(coords.device.type):
+        x = first(coords.float())  # (N, W)
+    for layer in hidden:
+        x = layer(x)  # (N, W)
+    with full_precision(coords.device.type):
+        return head(x.float())  # (N, C)
+
+
 class SineLayer(nn.Module):
     """Linear layer followed by sin(omega_0 * (W x + b)), SIREN's building block."""
 
@@ -114,13 +126,7 @@ class Siren(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        first, *hidden = self.net
-        with full_precision(coords.device.type):  # under bf16 autocast: coordinates and outputs stay fp32
-            x = first(coords.float())  # (N, W)
-        for layer in hidden:
-            x = layer(x)  # (N, W)
-        with full_precision(coords.device.type):
-            return self.head(x.float())  # (N, C)
+        return fp32_ends(self.net, self.head, coords)
 
 
 class Finer(Siren):
@@ -196,13 +202,7 @@ class Gauss(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        first, *hidden = self.net
-        with full_precision(coords.device.type):  # under bf16 autocast: coordinates and outputs stay fp32
-            x = first(coords.float())  # (N, W)
-        for layer in hidden:
-            x = layer(x)  # (N, W)
-        with full_precision(coords.device.type):
-            return self.head(x.float())  # (N, C)
+        return fp32_ends(self.net, self.head, coords)
 
 
 class GaborLayer(nn.Module):
