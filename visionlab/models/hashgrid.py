@@ -214,7 +214,7 @@ class HashGrid(nn.Module):
     """
 
     default_lr = 1e-2
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    default_chunk = 8192  # points per chunk of a step: the fastest measured (benchmarks/results/fit_step.md)
     # PSNR cost of --precision bf16, the worst of three photos (benchmarks/results/fit_precision.md: 17.3, 2.4 and
     # 9.9 dB after 1,000 steps at 128 px, and no faster: the encoding, fp32 either way, is most of the step)
     bf16_cost_db = 17.31

@@ -105,7 +105,7 @@ class Siren(nn.Module):
     """
 
     default_lr = 1e-4
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    default_chunk = 8192  # points per chunk of a step: the fastest measured (benchmarks/results/fit_step.md)
     # PSNR cost of --precision bf16, the worst of three photos (benchmarks/results/fit_precision.md: 0.26, 1.07 and
     # 0.74 dB after 1,000 steps at 128 px): the rounding of the pre-activations (|omega_0 z| up to tens of radians)
     bf16_cost_db = 1.07
@@ -144,7 +144,7 @@ class FourierFeatureMLP(nn.Module):
     """Random Fourier features followed by a ReLU MLP (Tancik et al. 2020)."""
 
     default_lr = 1e-3
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    default_chunk = 8192  # points per chunk of a step: the fastest measured (benchmarks/results/fit_step.md)
     bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
@@ -188,7 +188,7 @@ class Gauss(nn.Module):
     """Gaussian-activation MLP: a first Gaussian layer, ``depth`` hidden ones of ``width``, then a linear output."""
 
     default_lr = 5e-3
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    default_chunk = 8192  # points per chunk of a step: the fastest measured (benchmarks/results/fit_step.md)
     bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
@@ -237,7 +237,7 @@ class Wire(nn.Module):
     """
 
     default_lr = 5e-3
-    default_chunk = 8192  # points per chunk of a step (benchmarks/fit_step.py)
+    default_chunk = 8192  # points per chunk of a step: the fastest measured (benchmarks/results/fit_step.md)
     bf16_cost_db = None  # not measured: --precision auto keeps it in fp32 (benchmarks/fit_precision.py measures)
 
     def __init__(self, *, in_features: int = 2, out_features: int = 3, width: int = 256, depth: int = 3,
