@@ -106,7 +106,7 @@ def figure(cells: list[dict], images: list[str], path: Path) -> None:
         ax.set_xscale("log")
         ax.axhline(40, color="grey", lw=0.6, ls=":")
         shape = next(c["shape"] for c in cells if c["image"] == image)
-        ax.set_title(f"{image} {shape[1]}x{shape[0]}")
+        ax.set_title(f"{image} {shape[0]} x {shape[1]}")
         ax.set_xlabel("training time (s)")
         ax.set_ylabel("PSNR (dB)")
         ax.grid(alpha=0.3)
