@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 import visionlab as vl
+from visionlab.trainer.fit import AUTO_BF16_MAX_COST_DB
 from visionlab.util.io import read_json, write_json, write_text
 
 HERE = Path(__file__).resolve().parent
-LIMIT_DB = 0.1  # --precision auto takes bf16 only below this cost
 
 
 def run_cell(model: str, image: str, precision: str, args) -> dict:
@@ -69,7 +69,7 @@ def main() -> None:
             rows.append(f"| {model} | {image} | {fp32['psnr']:.2f} | {bf16['psnr']:.2f} | {cost:+.2f} | "
                         f"{1e3 * fp32['seconds_per_step']:.0f} | {1e3 * bf16['seconds_per_step']:.0f} |")
         summary[model] = {"mean_cost_db": round(statistics.mean(costs), 3), "worst_cost_db": round(max(costs), 3),
-                          "auto": "bf16" if max(costs) < LIMIT_DB else "fp32"}
+                          "auto": "bf16" if max(costs) < AUTO_BF16_MAX_COST_DB else "fp32"}
     write_json(json_path, {"setting": setting, "cells": cells, "summary": summary,
                            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}})
     lines = [f"# What bf16 costs: fit {args.size}, {args.steps} steps, sampler full, {args.threads} thread(s)", "",

@@ -314,4 +314,4 @@ class Chunked(nn.Module):
 @torch.no_grad()
 def predict_in_chunks(model: nn.Module, coords: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
     """(N, D_in) -> (N, C) without gradients, ``chunk`` coordinates at a time to bound memory on large signals."""
-    return torch.cat([model(coords[i:i + chunk]) for i in range(0, coords.shape[0], chunk)], dim=0)
+    return Chunked(model, chunk=chunk)(coords)

@@ -218,6 +218,9 @@ def model_size(config: "FitConfig") -> tuple[int, int]:
             config.depth if config.depth is not None else preset["depth"])
 
 
+AUTO_BF16_MAX_COST_DB = 0.1  # what bf16 may cost in PSNR for --precision auto to take it
+
+
 def resolve_precision(precision: str, model: torch.nn.Module, device: torch.device) -> str:
     """``fp32`` or ``bf16`` for a run asking for ``precision``: ``auto`` takes bf16 only where bf16 is native on
     ``device`` and the model's measured PSNR cost of bf16 (``bf16_cost_db``, the worst of three photos after 1,000
@@ -228,9 +231,6 @@ def resolve_precision(precision: str, model: torch.nn.Module, device: torch.devi
     if precision == "auto" and bf16_is_fast(device) and getattr(model, "bf16_cost_db", None) is not None:
         return "bf16" if model.bf16_cost_db < AUTO_BF16_MAX_COST_DB else "fp32"
     return "fp32"
-
-
-AUTO_BF16_MAX_COST_DB = 0.1  # what bf16 may cost in PSNR for --precision auto to take it
 
 
 def auto_reason(model: torch.nn.Module, device: torch.device) -> str:
