@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -243,9 +244,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6) -> float:
 def _sqrtm_product(a: np.ndarray, b: np.ndarray, *, strict: bool = True) -> np.ndarray | None:
     """The real square root of a b (two covariances), or None if it is not finite, inaccurate or clearly complex
     (``strict=False``: a complex one is an error, an inaccurate one is accepted)."""
-    import warnings
-
-    from scipy import linalg
+    from scipy import linalg  # here, not at the top: SciPy's linalg costs every 'import visionlab' a third of a second
 
     product = a @ b
     with warnings.catch_warnings():

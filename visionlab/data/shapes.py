@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from skimage.draw import random_shapes
 
 from visionlab.data.datasets import IMAGE_SUFFIXES
@@ -189,8 +190,6 @@ def mask_folder(root: str | Path, *, image_size: int | None = None, test_size: f
 
 def _read_mask(path: Path) -> np.ndarray:
     """A mask file -> (H, W) int64 class indices (its grey values as stored, 0 .. 255 or 0 .. 65535)."""
-    from PIL import Image
-
     try:
         with quiet_decoding(), Image.open(path) as image:
             array = np.asarray(image)
