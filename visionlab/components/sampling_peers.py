@@ -32,7 +32,8 @@ Each trains on floor(r_t N) samples at step t, with r_t from a ratio scheduler o
 Grids (see :mod:`.sampling_base`): full, random and INT work on any grid; the edge-based three work on images (H, W)
 and, frame by frame, videos (T, H, W), and refuse 1-D signals. Edges are found on the grey target (0-255 units,
 clipped), as EVOS's Laplacian is. Each selector seeds its own CPU ``torch.Generator`` and keeps everything it needs
-in ``state_dict``. Shape legend: N samples, n selected, E edge pixels, D grid dimensions, F frames (1 for an image), H, W, C.
+in ``state_dict``.
+Shape legend: N samples, n selected, E edge pixels, D grid dimensions, F frames (1 for an image), H, W, C.
 """
 
 from __future__ import annotations
