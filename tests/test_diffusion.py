@@ -384,7 +384,7 @@ def test_sampling_loops_are_deterministic_with_a_generator_and_use_labels():
 
 
 def test_sampling_with_a_network():
-    from visionlab.models.unet import DiffusionUNet
+    from visionlab.models.ddpm_unet import DiffusionUNet
     torch.manual_seed(0)
     net = DiffusionUNet.from_preset("digits").eval()
     d = GaussianDiffusion(timesteps=10)

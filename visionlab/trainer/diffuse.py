@@ -45,7 +45,7 @@ from visionlab.data.classification import ClassificationData, classification_dat
 from visionlab.data.images import save_image
 from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guided
 from visionlab.models.dit import DiT, DiTConfig, dit_config
-from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
+from visionlab.models.ddpm_unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
 from visionlab.components.embeddings import LabelEmbedding
 from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights

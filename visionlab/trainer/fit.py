@@ -28,8 +28,10 @@ import torch
 
 from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
-from visionlab.components.transforms import ValueTransform, make_transform
-from visionlab.data.signals import GridSignal, load_signal
+from visionlab.components.transforms import make_transform
+from visionlab.components.value_transforms import ValueTransform
+from visionlab.data.grid import GridSignal
+from visionlab.data.signals import load_signal
 from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
 from visionlab.trainer.base import Trainer, make_run_dir, prepare
 from visionlab.util.checkpoint import save_weights
