@@ -43,7 +43,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.data.images import save_image
-from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guided
+from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion
+from visionlab.models.samplers import guided
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
 from visionlab.components.embeddings import LabelEmbedding
