@@ -132,7 +132,9 @@ class DiffusionConfig:
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
         if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
-            raise ConfigError(f"min_snr_gamma must be > 0 (5 in the paper) or None, got {self.min_snr_gamma}")
+            # The one check of this value: the trainer passes --min-snr here (0 meaning off, as None does).
+            raise ConfigError(f"min_snr_gamma: min snr gamma must be > 0 (5 in the paper; --min-snr 0 or None: off), "
+                              f"got {self.min_snr_gamma}")
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
