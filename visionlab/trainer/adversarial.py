@@ -264,22 +264,17 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
                 "model_config": dataclasses.asdict(self.generator.config), **self.data_record(self.conditional),
                 "ema": self.config.ema}
 
+    def checkpointed(self) -> dict:
+        return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.opt_g,
+                "opt_d": self.opt_d, "ema": self.ema}
+
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "sums": dict(self.sums), "count": self.count, "d_win_run": self.d_win_run,
+        return {**super().state_dict(), "sums": dict(self.sums), "count": self.count, "d_win_run": self.d_win_run,
                 "warnings": list(self.warnings), "pending": list(self.pending), "monitor": self.monitor,
                 "model_info": self.model_info()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.module.eval()
+        super().load_state_dict(state)  # the EMA stays in eval mode: loading a state leaves the mode alone
         self.sums = {k: float(v) for k, v in state["sums"].items()}
         self.count, self.d_win_run = int(state["count"]), int(state["d_win_run"])
         self.warnings, self.pending = list(state["warnings"]), list(state["pending"])

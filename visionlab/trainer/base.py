@@ -1,9 +1,9 @@
 """The training loop every visionlab trainer shares.
 
-A task subclasses :class:`Trainer` and writes ``train_step`` (one optimiser step), ``evaluate``, ``state_dict`` /
-``load_state_dict`` (its models, optimisers and helpers) and ``finish`` (its pictures and metrics), and a
-``build_TASK(config, run_dir=None)``; its ``train`` entry point is :func:`run_training` of that builder. The base class
-owns what must work the same everywhere:
+A task subclasses :class:`Trainer` and writes ``train_step`` (one optimiser step), ``evaluate``, ``checkpointed`` (its
+models, optimisers, schedulers and EMA; ``state_dict`` / ``load_state_dict`` add the rest of its state) and
+``finish`` (its pictures and metrics), and a ``build_TASK(config, run_dir=None)``; its ``train`` entry point is
+:func:`run_training` of that builder. The base class owns what must work the same everywhere:
 
 - the step loop with a tqdm progress bar showing the live loss and the last evaluation;
 - wall time: only ``train_step`` counts as training time (evaluation, logging and checkpoints do not), with the
@@ -152,12 +152,19 @@ class Trainer:
         """Metrics of the current model (not timed as training)."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
-        """Everything of the task that a resumed run needs (models, optimisers, selectors...)."""
+    def checkpointed(self) -> dict:
+        """The task's objects that a checkpoint keeps through their own ``state_dict`` / ``load_state_dict`` (models,
+        optimisers, schedulers, the EMA), by key; None stands for one this run does without."""
         return {}
 
+    def state_dict(self) -> dict:
+        """Everything of the task that a resumed run needs: by default the states of :meth:`checkpointed`."""
+        return {key: None if part is None else part.state_dict() for key, part in self.checkpointed().items()}
+
     def load_state_dict(self, state: dict) -> None:
-        pass
+        for key, part in self.checkpointed().items():
+            if part is not None:
+                part.load_state_dict(state[key])
 
     def finish(self, status: str) -> dict:
         """Write the task's outputs; return its final metrics."""

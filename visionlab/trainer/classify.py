@@ -126,19 +126,15 @@ class ClassifyTrainer(Trainer):
             save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict())
         return {"accuracy": accuracy, "best_accuracy": self.best["accuracy"]}
 
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best": self.best,
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "class_names": self.data.class_names}
+        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        super().load_state_dict(state)
         self.best = dict(state["best"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
 
     def finish(self, status: str) -> dict:
         predicted = self.predict(self.data.test_x)

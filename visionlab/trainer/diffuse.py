@@ -91,6 +91,18 @@ def build_network(config: DiffuseConfig, sample_shape: Sequence[int],
     return net, diffusion
 
 
+def sampler_steps(diffusion: GaussianDiffusion, sampler: str, steps: int | None) -> int:
+    """The network calls of ``sampler`` with ``steps`` asked for: DDPM runs all T; DDIM at most T, min(50, T) if
+    not given. Anything else is a ConfigError."""
+    if sampler not in ("ddpm", "ddim"):
+        raise ConfigError(f"sampler must be ddpm or ddim, got {sampler!r}")
+    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
+        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for {steps}")
+    if steps is not None and steps > diffusion.num_timesteps:
+        raise ConfigError(f"steps must be at most the model's {diffusion.num_timesteps} time steps, got {steps}")
+    return diffusion.num_timesteps if sampler == "ddpm" else (steps or min(50, diffusion.num_timesteps))
+
+
 def with_guidance(model: torch.nn.Module, guidance: float) -> torch.nn.Module:
     """``model`` itself at guidance 1, else classifier-free guided with scale ``guidance`` (models/samplers.py's
     :func:`~visionlab.models.samplers.guided`, which refuses a model that is not class-conditional)."""
@@ -102,17 +114,14 @@ def generate(model: torch.nn.Module, diffusion: GaussianDiffusion, shape: Sequen
              labels: torch.Tensor | None = None, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
              generator: torch.Generator | None = None, batch_size: int = 256, device: torch.device | str = "cpu",
              progress: bool = False) -> torch.Tensor:
-    """Draw ``shape[0]`` images (N, C, H, W) in [-1, 1] with DDPM (all T steps) or DDIM (``steps``, default 50).
+    """Draw ``shape[0]`` images (N, C, H, W) in [-1, 1] with DDPM (all T steps) or DDIM (``steps``, default
+    min(50, T); see :func:`sampler_steps`).
 
     ``labels`` (N,) asks for classes; for classifier-free guidance pass ``with_guidance(model, s)``. The starting
     noise comes from ``generator`` (on the CPU), batch after batch: DDIM with eta = 0 gives the same images for a seed
     on any device and for any batch size.
     """
-    if sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"sampler must be ddpm or ddim, got {sampler!r}")
-    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
-        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for "
-                          f"{steps}")
+    steps = sampler_steps(diffusion, sampler, steps)
     n, rest = shape[0], tuple(shape[1:])
     generator = generator or torch.Generator().manual_seed(0)
     out = []
@@ -124,7 +133,7 @@ def generate(model: torch.nn.Module, diffusion: GaussianDiffusion, shape: Sequen
             x = diffusion.ddpm_sample(model, x_T.shape, y=y, x_T=x_T, generator=generator, device=device,
                                       progress=progress)
         else:
-            x = diffusion.ddim_sample(model, x_T.shape, steps=steps or 50, eta=eta, y=y, x_T=x_T,
+            x = diffusion.ddim_sample(model, x_T.shape, steps=steps, eta=eta, y=y, x_T=x_T,
                                       generator=generator, device=device, progress=progress)
         out.append(x.float().cpu())
     return torch.cat(out)
@@ -134,13 +143,9 @@ def diffusion_drawing(model: torch.nn.Module, diffusion: GaussianDiffusion, info
                       labels: torch.Tensor | None, num: int, sampler: str = "ddim", steps: int | None = None,
                       eta: float = 0.0, guidance: float = 1.0, device: torch.device | str = "cpu") -> Drawing:
     """How to draw ``num`` images of ``info["sample_shape"]`` with (the EMA) ``model``: the options checked now,
-    before anything is drawn. DDIM takes ``steps`` (default min(50, T)) of the T time steps; DDPM all of them."""
-    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
-        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for {steps}")
-    if steps is not None and steps > diffusion.num_timesteps:
-        raise ConfigError(f"steps must be at most the model's {diffusion.num_timesteps} time steps, got {steps}")
+    before anything is drawn."""
+    n_steps = sampler_steps(diffusion, sampler, steps)
     net = with_guidance(model, guidance)
-    n_steps = diffusion.num_timesteps if sampler == "ddpm" else (steps or min(50, diffusion.num_timesteps))
 
     def draw(seed: int, batch_size: int, progress: bool) -> torch.Tensor:
         return to_unit(generate(net, diffusion, (num, *info["sample_shape"]), labels=labels, sampler=sampler,
@@ -261,19 +266,15 @@ class DiffuseTrainer(GenerativeTrainer):
         return {"task": self.task, "model": self.config.model, "model_config": dataclasses.asdict(self.model.config),
                 "diffusion_config": dataclasses.asdict(self.diffusion.config), **self.data_record(self.conditional)}
 
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "model_info": self.model_info()}
+        return {**super().state_dict(), "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+                "model_info": self.model_info()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.module.eval()
+        super().load_state_dict(state)  # the EMA stays in eval mode: loading a state leaves the mode alone
         self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
 
     def finish(self, status: str) -> dict:

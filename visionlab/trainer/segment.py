@@ -166,15 +166,14 @@ class SegmentTrainer(Trainer):
         return {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
                 "pixel_accuracy": scores["pixel_accuracy"], "best_mean_iou": self.best["mean_iou"]}
 
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best": self.best,
-                "class_names": self.data.class_names}
+        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        super().load_state_dict(state)
         self.best = dict(state["best"])
 
     def finish(self, status: str) -> dict:
