@@ -7,8 +7,8 @@ from einops import rearrange
 
 from visionlab.components.embeddings import LabelEmbedding, TimestepEmbedder, sincos_2d, timestep_embedding
 from visionlab.models.diffusion import GaussianDiffusion
-from visionlab.models.samplers import guided
 from visionlab.models.dit import DIT_PRESETS, DiT, DiTBlock, dit_config, modulate
+from visionlab.models.samplers import guided
 from visionlab.util.errors import ConfigError, DataError
 
 
