@@ -7,9 +7,9 @@ import diffusers  # a test-only dependency (pyproject.toml): the reference sched
 import pytest
 import torch
 
-from visionlab.models.diffusion import (DIFFUSION_PRESETS, DiffusionConfig, GaussianDiffusion,
-                                        classifier_free_guidance, cosine_beta_schedule,
-                                        discretized_gaussian_log_likelihood, guided, linear_beta_schedule, normal_kl)
+from visionlab.models.diffusion import (DIFFUSION_PRESETS, DiffusionConfig, GaussianDiffusion, cosine_beta_schedule,
+                                        discretized_gaussian_log_likelihood, linear_beta_schedule, normal_kl)
+from visionlab.models.samplers import classifier_free_guidance, guided
 from visionlab.util.errors import ConfigError, DataError
 
 

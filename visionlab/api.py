@@ -295,7 +295,7 @@ def sample(run: str | Path, **options) -> dict:
     import torch
 
     from visionlab.opt import SampleConfig
-    from visionlab.trainer import diffuse as diffuse_task
+    from visionlab.trainer import generative_runs as diffuse_task
 
     _check_options(SampleConfig, options)
     o = SampleConfig(run=str(run), **options).validate()
@@ -318,7 +318,7 @@ def evaluate_samples(run: str | Path, **options) -> dict:
     import torch
 
     from visionlab.opt import EvaluateSamplesConfig
-    from visionlab.trainer import evaluate_samples as evaluate_task
+    from visionlab.trainer import generative_runs as evaluate_task
 
     _check_options(EvaluateSamplesConfig, options)
     o = EvaluateSamplesConfig(run=str(run), **options).validate()
