@@ -1,8 +1,8 @@
 """Interpreter mode: the commands as Python functions (``import visionlab as vl; vl.fit("coffee", steps=300)``).
 
-Each function makes its config once (``manager.build_config``: defaults, preset, then the keywords given) and hands
-it to :func:`run_config`, which runs the task that the config describes; script mode (``visionlab.cli``) builds the
-same config from the flags and calls :func:`run_config` too.
+Each function makes its config once (``manager.build_config``: defaults, preset or recipe, then the keywords given)
+and hands it to :func:`run_config`, which runs the task that the config describes. Script mode (``visionlab.cli``)
+calls these functions with the flags given.
 """
 
 from __future__ import annotations
@@ -59,15 +59,17 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
     return run_config(build_config(FitConfig, preset, **options), callbacks=callbacks)
 
 
-def train(model: str = "vit", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+def train(model: str = "vit", *, recipe: str | None = None, resume: str | Path | None = None, callbacks=(),
+          **options) -> dict:
     """Train a ViT (images) or ViViT (videos) classifier; return the run summary (``metrics``: test accuracy,
-    best accuracy, seconds per epoch, ...). ``options`` are the fields of :class:`visionlab.opt.ClassifyConfig`.
+    best accuracy, seconds per epoch, ...). ``options`` are the fields of :class:`visionlab.opt.ClassifyConfig`,
+    applied over ``recipe`` (a name in ``manager.CLASSIFY_RECIPES``; ``model`` is applied over the recipe's too).
 
     >>> vl.train("vit", data="digits", epochs=5)["metrics"]["accuracy"]  # doctest: +SKIP
     """
     if resume is not None:
         return resume_run(ClassifyConfig, resume, callbacks=callbacks, **options)
-    return run_config(build_config(ClassifyConfig, model=model, **options), callbacks=callbacks)
+    return run_config(build_config(ClassifyConfig, recipe, model=model, **options), callbacks=callbacks)
 
 
 def features(data: str = "digits", *, extractor: str = "hog", classifier: str = "svm", **options) -> dict:
@@ -125,35 +127,40 @@ def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[
     return classify_task.predict_files(run, list(files), device=device)
 
 
-def diffuse(model: str = "ddpm", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+def diffuse(model: str = "ddpm", *, recipe: str | None = None, resume: str | Path | None = None, callbacks=(),
+            **options) -> dict:
     """Train a diffusion model in pixel space (``"ddpm"``: DDPM's U-Net, ``"dit"``: a Diffusion Transformer) and
-    return the run summary; ``options`` are the fields of :class:`visionlab.opt.DiffuseConfig`. The run folder holds
-    sample grids, the loss curve and the EMA weights; :func:`sample` draws from it.
+    return the run summary; ``options`` are the fields of :class:`visionlab.opt.DiffuseConfig`, applied over
+    ``recipe`` (``manager.DIFFUSE_RECIPES``; ``model`` over the recipe's too). The run folder holds sample grids, the
+    loss curve and the EMA weights; :func:`sample` draws from it.
 
     >>> run = vl.diffuse("ddpm", data="digits", steps=3000)["run_dir"]  # doctest: +SKIP
     >>> vl.sample(run, sampler="ddim", steps=50, guidance=2.0, labels="7")  # doctest: +SKIP
     """
     if resume is not None:
         return resume_run(DiffuseConfig, resume, callbacks=callbacks, **options)
-    return run_config(build_config(DiffuseConfig, model=model, **options), callbacks=callbacks)
+    return run_config(build_config(DiffuseConfig, recipe, model=model, **options), callbacks=callbacks)
 
 
-def segment(data: str = "shapes", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+def segment(data: str = "shapes", *, recipe: str | None = None, resume: str | Path | None = None, callbacks=(),
+            **options) -> dict:
     """Train the segmentation U-Net on ``shapes`` (built in) or a folder with images/ and masks/; return the run
     summary (``metrics``: mean IoU and Dice on the test split, per class too). ``options`` are the fields of
-    :class:`visionlab.opt.SegmentConfig`.
+    :class:`visionlab.opt.SegmentConfig`, applied over ``recipe`` (``manager.SEGMENT_RECIPES``).
 
     >>> vl.segment("shapes", epochs=20)["metrics"]["mean_iou"]  # doctest: +SKIP
     """
     if resume is not None:
         return resume_run(SegmentConfig, resume, callbacks=callbacks, **options)
-    return run_config(build_config(SegmentConfig, data=data, **options), callbacks=callbacks)
+    return run_config(build_config(SegmentConfig, recipe, data=data, **options), callbacks=callbacks)
 
 
-def gan(data: str = "digits", *, resume: str | Path | None = None, callbacks=(), **options) -> dict:
+def gan(data: str = "digits", *, recipe: str | None = None, resume: str | Path | None = None, callbacks=(),
+        **options) -> dict:
     """Train a GAN (DCGAN's generator and discriminator; ``conditional=True`` for a class-conditional pair with a
     projection discriminator) on images and return the run summary; ``options`` are the fields of
-    :class:`visionlab.opt.GanConfig` (``loss``: ns, hinge or wgan-gp; ``steps``, ...). The run folder holds sample
+    :class:`visionlab.opt.GanConfig` (``loss``: ns, hinge or wgan-gp; ``steps``, ...), applied over ``recipe``
+    (``manager.GAN_RECIPES``). The run folder holds sample
     grids from fixed noise, the loss curves and the EMA generator; :func:`sample` and :func:`evaluate_samples` take it.
 
     >>> run = vl.api.gan("digits", conditional=True, steps=1500)["run_dir"]  # doctest: +SKIP
@@ -161,7 +168,7 @@ def gan(data: str = "digits", *, resume: str | Path | None = None, callbacks=(),
     """
     if resume is not None:
         return resume_run(GanConfig, resume, callbacks=callbacks, **options)
-    return run_config(build_config(GanConfig, data=data, **options), callbacks=callbacks)
+    return run_config(build_config(GanConfig, recipe, data=data, **options), callbacks=callbacks)
 
 
 def sample(run: str | Path, **options) -> dict:

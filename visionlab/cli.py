@@ -1,8 +1,8 @@
 """Script mode: ``visionlab <command> [options]`` (also ``python -m visionlab`` and ``python main.py``).
 
-Thin on purpose: the flags of each command are generated from its config class (visionlab.opt), the config is
-built once from them (``manager.build_config``: defaults, then a preset or recipe, then the flags given) and handed
-to ``api.run_config``; the result is printed. A problem the user can fix is printed as one line, with exit status 2
+Thin on purpose: the flags of each command are generated from its config class (visionlab.opt); the flags given
+go to the command's function in visionlab.api, which builds the config once (``manager.build_config``: defaults,
+then a preset or recipe, then those flags) and runs it; the result is printed. A problem the user can fix is printed as one line, with exit status 2
 and no traceback.
 """
 
@@ -16,7 +16,7 @@ from typing import get_type_hints
 
 from visionlab import api
 from visionlab.components.sampling import CROSSOVERS, RATIO_SCHEDULERS, SAMPLERS
-from visionlab.manager import EXPERIMENTS, RECIPES, build_config
+from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
                            FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig)
 from visionlab.util.checkpoint import load_state
@@ -169,7 +169,7 @@ def _add_config_command(commands, name: str) -> None:
                              "--threads, --quiet may change)")
     add_options(command, cls, positional_optional=name in ("fit", "shapes"),
                 overrides=FIT_CHOICES if cls is FitConfig else None)
-    command.set_defaults(handler=run_command, config=cls, report=REPORTS[name])
+    command.set_defaults(handler=run_command, call=name, config=cls, report=REPORTS[name])
 
 
 def _add_train(commands) -> None:
@@ -188,7 +188,7 @@ def _add_train(commands) -> None:
         parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped "
                             "(its own options; --device, --threads, --quiet may change)")
         add_options(parser, cls, skip=("model",))  # the family is the model
-        parser.set_defaults(handler=run_command, config=cls, report=REPORTS[cls])
+        parser.set_defaults(handler=run_command, call="train", config=cls, report=REPORTS[cls])
 
 
 def _add_run_readers(commands) -> None:
@@ -250,18 +250,32 @@ def _train_family(rest: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------ running, reporting
 
 def run_command(args: argparse.Namespace) -> int:
-    """Build the command's config once (or resume a run with its own) and run it; print its report."""
-    cls, options = args.config, given_options(args, args.config)
-    recipe = getattr(args, "recipe", None)
-    if getattr(args, "resume", None):
-        if recipe:
-            raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
-        result = api.resume_run(cls, args.resume, preset=getattr(args, "preset", None), **options)
-    else:
-        if getattr(args, "family", None):
-            options["model"] = args.family
-        result = api.run_config(build_config(cls, recipe or getattr(args, "preset", None), **options))
-    return args.report(result)
+    """Hand the options given to the command's function in :mod:`visionlab.api`, which builds the config once
+    (defaults, preset or recipe, these options) and runs it; print the report."""
+    options = given_options(args, args.config)
+    return args.report(CALLS[args.call](args, options))
+
+
+def run_train(args: argparse.Namespace, options: dict) -> dict:
+    if args.resume and args.recipe:
+        raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
+    if not args.resume:
+        options["model"] = args.family  # over the recipe's, as the command line says
+    function = {ClassifyConfig: api.train, DiffuseConfig: api.diffuse, SegmentConfig: api.segment,
+                GanConfig: api.gan}[args.config]
+    return function(recipe=args.recipe, resume=args.resume, **options)
+
+
+# How each command calls the API (looked up when it runs). Positional-only and required arguments come first.
+CALLS = {
+    "fit": lambda args, options: api.fit_run(preset=args.preset, resume=args.resume, **options),
+    "features": lambda args, options: api.features(**options),
+    "train": run_train,
+    "experiment": lambda args, options: api.experiment(options.pop("experiment"), **options),
+    "shapes": lambda args, options: api.shapes(**options),
+    "sample": lambda args, options: api.sample(options.pop("run"), **options),
+    "evaluate-samples": lambda args, options: api.evaluate_samples(options.pop("run"), **options),
+}
 
 
 def _finished(summary: dict, command: str) -> int:
