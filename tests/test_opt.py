@@ -29,7 +29,7 @@ def shown_defaults_match(text: str, cls, skip=()) -> None:
             continue
         flag = f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
         assert flag in text, f"{flag} missing"
-        words = " ".join(f.metadata["help"].split())
+        words = " ".join(opt.help_text(cls, f).split())
         if f.default is None or isinstance(f.default, bool):  # no default to show: flags, "(default: ...)" in words
             assert words in text, f"{flag}: help text missing"
         else:
@@ -94,12 +94,19 @@ def test_build_config_defaults_then_recipe_then_options():
         build_config(opt.FitConfig, "nope")
 
 
-@pytest.mark.parametrize("name", ["device", "threads", "quiet", "amp", "grad_clip"])
+@pytest.mark.parametrize("name", ["device", "threads", "quiet", "amp", "grad_clip", "out", "name"])
 def test_a_shared_option_is_the_same_everywhere(name):
     configs = [getattr(opt, n) for n in opt.__all__ if n.endswith("Config")]
     found = {(f.default, f.metadata["help"], f.metadata["choices"]) for c in configs for f in dataclasses.fields(c)
-             if f.name == name}
+             if f.name == name and not issubclass(c, opt.SampleConfig)}  # sample's out is a file, not a run folder
     assert len(found) == 1, found
+
+
+def test_run_folder_help_names_the_commands_folder(capsys):
+    assert "this run goes to OUT/diffuse/NAME" in help_text(capsys, "train", "dit")
+    assert "(default: DATA-gan-LOSS, with -cond when conditional)" in help_text(capsys, "train", "gan")
+    text = help_text(capsys, "fit")
+    assert text.index("--precision") < text.index("--device") < text.index("--quiet")  # own options first
 
 
 def test_selector_values_are_checked_by_the_selectors_before_training(tmp_path, capsys):

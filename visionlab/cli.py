@@ -18,7 +18,7 @@ from visionlab import api
 from visionlab.components.sampling import CROSSOVERS, RATIO_SCHEDULERS, SAMPLERS
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig)
+                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, help_text)
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
@@ -101,10 +101,11 @@ def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bo
     field's ``choices`` or ``help``). Defaults are left unset (None) so that the flags given can be told apart from
     the defaults (see :func:`given_options`); the help shows the config's own default."""
     hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):
         if f.name in skip:
             continue
-        meta = {**f.metadata, **(overrides or {}).get(f.name, {})}
+        meta = {**f.metadata, "help": help_text(cls, f), **(overrides or {}).get(f.name, {})}
         # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
         meta["help"] = meta["help"].replace("%", "%%")
         kind = _base_type(hints[f.name])

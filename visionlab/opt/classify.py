@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
 from visionlab.util.errors import ConfigError
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(RunFolder, OnDevice):
     """Train a classifier (ViT on images, ViViT on videos) (``visionlab train vit|vivit``)."""
+
+    TASK, RUN_NAME = "classify", "DATA-MODEL"
 
     model: str = option("vit", "vit (images) or vivit (videos)", choices=("vit", "vivit"), positional=True)
     data: str = option("digits", "digits, faces, textures, moving-digits, or a path: a folder of class sub-folders "
@@ -48,12 +50,7 @@ class ClassifyConfig:
     amp: str = shared.amp()
     test_size: float = shared.test_size()
     seed: int = shared.seed("the split, the weights and the batches")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     checkpoint_every: int | None = shared.checkpoint_every(None)
-    out: str = shared.out("classify")
-    name: str | None = shared.name("DATA-MODEL")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "ClassifyConfig":
         for name in ("epochs", "batch_size", "lr", "frames"):
@@ -72,8 +69,10 @@ class ClassifyConfig:
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(RunFolder, OnDevice):
     """Train the segmentation U-Net (``visionlab train unet``)."""
+
+    TASK, RUN_NAME = "segment", "DATA-unet"
 
     model: str = option("unet", "unet (Ronneberger et al.)", choices=("unet",), positional=True)
     data: str = option("shapes", "shapes (built in: random rectangles, circles and triangles with masks) or a "
@@ -100,12 +99,7 @@ class SegmentConfig:
     amp: str = shared.amp()
     test_size: float = shared.test_size(0.2)  # shapes draws its own test images; folders are split
     seed: int = shared.seed("the data, the split, the weights and the batches")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     checkpoint_every: int | None = shared.checkpoint_every(None)
-    out: str = shared.out("segment")
-    name: str | None = shared.name("DATA-unet")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "SegmentConfig":
         for name in ("epochs", "batch_size", "lr", "train_images", "test_images", "max_shapes"):
@@ -118,8 +112,10 @@ class SegmentConfig:
 
 
 @dataclass
-class FeaturesConfig:
+class FeaturesConfig(RunFolder):
     """Classify images with hand-made features and a classic learner (``visionlab features``)."""
+
+    TASK, RUN_NAME = "features", "DATA-EXTRACTOR-CLASSIFIER, or DATA-compare"
 
     data: str = option("digits", "built-in data set (digits, faces, textures) or a folder with one sub-folder of "
                        "images per class")
@@ -134,9 +130,6 @@ class FeaturesConfig:
     image_size: str = option("64x64", "folders: every image is resized to HxW (grey)")
     test_size: float = shared.test_size()  # textures have a fixed split
     seed: int = shared.seed("the split, k-means and the SVM")
-    out: str = shared.out("features")
-    name: str | None = shared.name("DATA-EXTRACTOR-CLASSIFIER, or DATA-compare")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "FeaturesConfig":
         positive("vocabulary", self.vocabulary)

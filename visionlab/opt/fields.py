@@ -4,7 +4,7 @@ commands share (declared once here, each config takes the ones it has), and the 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from visionlab.util.errors import ConfigError
@@ -16,20 +16,46 @@ def option(default: Any, help: str, *, choices: tuple | None = None, positional:
 
 
 # ---- options that several commands share ---------------------------------------------------------------------
-# Each is a function so that a config can place it where its --help reads best (dataclass inheritance would put
-# them first) and give it the default or words that are its own (the run folder, what the seed seeds).
+# The ones that read the same everywhere are keyword-only mixins: a config lists them among its bases, and the
+# command line shows them after the command's own options. Those whose default or words differ from command to
+# command (what the seed seeds, how often to checkpoint) are functions that make the field.
+
+@dataclass(kw_only=True)
+class OnDevice:
+    """Where a command computes."""
+
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int | None = option(None, "CPU threads for PyTorch (default: PyTorch's choice)")
+
+
+def quiet() -> Any:
+    return option(False, "no progress bar (the result is still printed)")
+
+
+@dataclass(kw_only=True)
+class RunFolder:
+    """Where a run writes: OUT/TASK/NAME. A config that has one says its TASK and how NAME is made (RUN_NAME); the
+    help text of ``out`` and ``name`` names them (see :func:`help_text`)."""
+
+    TASK = "TASK"  # class attributes, not options
+    RUN_NAME = "made from the options"
+
+    out: str = option("runs", "root folder of runs; this run goes to OUT/{task}/NAME")
+    name: str | None = option(None, "run folder name; an existing folder is never overwritten (default: {run_name})")
+    quiet: bool = quiet()
+
+
+def help_text(cls, f: dataclasses.Field) -> str:
+    """The help of field ``f`` of config class ``cls``, with its run folder's words filled in."""
+    text = f.metadata["help"]
+    if f.name in ("out", "name") and issubclass(cls, RunFolder):
+        text = text.format(task=cls.TASK, run_name=cls.RUN_NAME)
+    return text
+
 
 def seed(what: str) -> Any:
     """The run's random seed; ``what`` says what it seeds."""
     return option(0, f"seed of {what}; the same seed repeats the run")
-
-
-def device() -> Any:
-    return option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-
-
-def threads() -> Any:
-    return option(None, "CPU threads for PyTorch (default: PyTorch's choice)")
 
 
 def amp() -> Any:
@@ -52,20 +78,6 @@ def every(default: int | None, what: str, *, note: str = "") -> Any:
 
 def checkpoint_every(default: int | None) -> Any:
     return every(default, "write the training checkpoint", note="" if default else "default: every epoch")
-
-
-def out(task: str) -> Any:
-    """The root of the run folders; ``task`` names this command's folder under it."""
-    return option("runs", f"root folder of runs; this run goes to OUT/{task}/NAME")
-
-
-def name(default: str) -> Any:
-    """The run's folder name; ``default`` says how it is made when not given."""
-    return option(None, f"run name (default: {default}); an existing folder is never overwritten")
-
-
-def quiet() -> Any:
-    return option(False, "no progress bar (the result is still printed)")
 
 
 # ---- checks --------------------------------------------------------------------------------------------------

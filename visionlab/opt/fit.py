@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
 from visionlab.util.errors import ConfigError
 
 
 @dataclass
-class FitConfig:
+class FitConfig(RunFolder, OnDevice):
     """Fit one image with an implicit neural representation (``visionlab fit``)."""
+
+    TASK, RUN_NAME = "fit", "IMAGE-MODEL-SAMPLER"
 
     # -- data
     image: str = option("astronaut", "what to fit: an image file (PNG, JPEG, TIFF, BMP; 8/16 bit; grey, RGB, RGBA) "
@@ -80,13 +82,8 @@ class FitConfig:
                             "benchmarks/results/fit_precision.md; else fp32)", choices=("fp32", "bf16", "auto"))
     # -- run
     seed: int = shared.seed("the weights and the sample selection")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     eval_every: int = shared.every(100, "evaluate PSNR / SSIM on the whole image")
     checkpoint_every: int = shared.checkpoint_every(500)
-    out: str = shared.out("fit")
-    name: str | None = shared.name("IMAGE-MODEL-SAMPLER")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "FitConfig":
         """Raise ConfigError naming the first bad value; return self."""
@@ -103,8 +100,10 @@ class FitConfig:
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(RunFolder, OnDevice):
     """Run every cell of a table and write it (``visionlab experiment``); rerunning continues an unfinished one."""
+
+    TASK, RUN_NAME = "experiment", "the experiment's"
 
     experiment: str = option("evos-table1", "evos-table1, sympower-table1, digits-vit, moving-digits or "
                              "gan-augment (see manager.py)", positional=True)
@@ -114,11 +113,6 @@ class ExperimentConfig:
     steps: int | None = option(None, "neural-field tables: steps of each fit (default: the papers' 5,000; a "
                                "multiple of 20)")
     seed: int = shared.seed("every run")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
-    out: str = shared.out("experiment")
-    name: str | None = shared.name("the experiment's")
-    quiet: bool = shared.quiet()
     shard: str | None = option(None, "K/N: run only every N-th cell, starting at the K-th (K = 1..N), so that N "
                                "processes, GPUs or cluster jobs (a Slurm array: --shard $((SLURM_ARRAY_TASK_ID+1))/N) "
                                "share a table through its folder; a rerun without --shard gathers the table")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
 from visionlab.util.errors import ConfigError
 
 DATA_HELP = ("digits (scikit-learn's, upsampled to 16x16), textures (32x32 patches), or a path: a folder of class "
@@ -14,8 +14,10 @@ DATA_HELP = ("digits (scikit-learn's, upsampled to 16x16), textures (32x32 patch
 
 
 @dataclass
-class DiffuseConfig:
+class DiffuseConfig(RunFolder, OnDevice):
     """Train a diffusion model in pixel space: DDPM's U-Net or a DiT (``visionlab train ddpm|dit``)."""
+
+    TASK, RUN_NAME = "diffuse", "DATA-MODEL"
 
     model: str = option("ddpm", "ddpm (DDPM's time-conditioned U-Net) or dit (Diffusion Transformer)",
                         choices=("ddpm", "dit"), positional=True)
@@ -64,12 +66,7 @@ class DiffuseConfig:
     amp: str = shared.amp()
     test_size: float = shared.test_size()
     seed: int = shared.seed("the split, the weights, the batches, t and the noise")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     checkpoint_every: int | None = shared.checkpoint_every(1000)
-    out: str = shared.out("diffuse")
-    name: str | None = shared.name("DATA-MODEL")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "DiffuseConfig":
         for name in ("steps", "batch_size", "lr", "timesteps", "sample_steps"):
@@ -96,9 +93,11 @@ class DiffuseConfig:
 
 
 @dataclass
-class GanConfig:
+class GanConfig(RunFolder, OnDevice):
     """Train a GAN on images: DCGAN's generator and discriminator, optionally class-conditional (``visionlab train
     gan``)."""
+
+    TASK, RUN_NAME = "adversarial", "DATA-gan-LOSS, with -cond when conditional"
 
     model: str = option("gan", "gan (DCGAN generator and discriminator)", choices=("gan",), positional=True)
     data: str = option("digits", DATA_HELP)
@@ -141,12 +140,7 @@ class GanConfig:
                               "accuracy of the reference classifier (0: off)")
     test_size: float = shared.test_size()
     seed: int = shared.seed("the split, the weights, the batches and the noise")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     checkpoint_every: int | None = shared.checkpoint_every(500)
-    out: str = shared.out("adversarial")
-    name: str | None = shared.name("DATA-gan-LOSS, with -cond when conditional")
-    quiet: bool = shared.quiet()
 
     def validate(self) -> "GanConfig":
         for name in ("steps", "batch_size", "gp_weight"):
@@ -173,7 +167,7 @@ class GanConfig:
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(OnDevice):
     """Generate images with a trained diffusion model (``visionlab sample``)."""
 
     run: str = option(None, "run folder of 'visionlab train ddpm|dit' (or its checkpoint.pt)", positional=True)
@@ -189,8 +183,6 @@ class SampleConfig:
     seed: int = shared.seed("the noise")
     batch_size: int = option(256, "images generated at once")
     out: str | None = option(None, "output path without suffix (default: RUN/samples/SAMPLER-STEPS-gS-seedN)")
-    device: str = shared.device()
-    threads: int | None = shared.threads()
     quiet: bool = shared.quiet()
 
     def validate(self) -> "SampleConfig":
