@@ -3,10 +3,12 @@ preset or recipe, then the options given), and the options several commands shar
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from visionlab import api, opt
 from visionlab.cli import CONFIG_COMMANDS, TRAIN_FAMILIES, build_parser, main, parse
+from visionlab.data.images import save_image
 from visionlab.manager import DIFFUSE_RECIPES, build_config
 from visionlab.util.errors import ConfigError
 
@@ -120,3 +122,13 @@ def test_selector_values_are_checked_by_the_selectors_before_training(tmp_path, 
     assert not (tmp_path / "fit").exists()  # refused before the run folder was made
     with pytest.raises(ConfigError, match="unknown sampler 'bogus'"):  # interpreter mode: the same owner says so
         api.fit("camera", preset="tiny", size="16", sampler="bogus", quiet=True, out=str(tmp_path))
+
+
+def test_a_folder_fit_with_a_bad_ratio_is_refused_before_its_table_folder(tmp_path, capsys):
+    (tmp_path / "album").mkdir()
+    for k in range(2):
+        save_image(tmp_path / "album" / f"{k}.png", np.random.default_rng(k).random((16, 16, 3)))
+    out = tmp_path / "runs"
+    assert main(["fit", str(tmp_path / "album"), "--preset", "tiny", "--ratio", "2", "--quiet", "--out", str(out)]) == 2
+    assert "ratio must be in (0, 1], got 2.0" in capsys.readouterr().err
+    assert not out.exists()  # nothing left that would refuse the corrected rerun
