@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from visionlab import api, opt
+from visionlab import opt
 from visionlab.cli import CONFIG_COMMANDS, TRAIN_FAMILIES, build_parser, main, parse
 from visionlab.data.images import save_image
 from visionlab.manager import DIFFUSE_RECIPES, build_config
@@ -109,19 +109,6 @@ def test_run_folder_help_names_the_commands_folder(capsys):
     assert "(default: DATA-gan-LOSS, with -cond when conditional)" in help_text(capsys, "train", "gan")
     text = help_text(capsys, "fit")
     assert text.index("--precision") < text.index("--device") < text.index("--quiet")  # own options first
-
-
-def test_selector_values_are_checked_by_the_selectors_before_training(tmp_path, capsys):
-    opt.FitConfig(ratio=1.5, sampler="bogus").validate()  # not the schema's to judge: components/sampling.py's
-    for args, message in ((["--ratio", "1.5"], "ratio must be in (0, 1], got 1.5"),
-                          (["--mutation-ratio", "0.9"], "mutation ratio must be in [0, ratio = 0.5)")):
-        assert main(["fit", "camera", "--preset", "tiny", "--size", "16", *args, "--quiet", "--out",
-                     str(tmp_path)]) == 2
-        err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "fit").exists()  # refused before the run folder was made
-    with pytest.raises(ConfigError, match="unknown sampler 'bogus'"):  # interpreter mode: the same owner says so
-        api.fit("camera", preset="tiny", size="16", sampler="bogus", quiet=True, out=str(tmp_path))
 
 
 def test_a_folder_fit_with_a_bad_ratio_is_refused_before_its_table_folder(tmp_path, capsys):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from visionlab.components.sampling import build_sampler
 from visionlab.data.datasets import image_files
 from visionlab.manager import GAN_AUGMENT, build_config, experiment_plan
 from visionlab.models.vit import ViT, vit_config
@@ -238,7 +237,6 @@ def _fit_folder(config: FitConfig) -> dict:
     """Fit every image of folder ``config.image`` with the same options, then write one table of their PSNR / SSIM
     (``OUT/fit/NAME/table.md``); running it again continues where it stopped."""
     config.validate()
-    _check_selector(config)
     files = image_files(config.image)
     cells = [Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
              for f in files]
@@ -248,15 +246,6 @@ def _fit_folder(config: FitConfig) -> dict:
                             quiet=config.quiet, task="fit")
     return {"status": result["status"], "run_dir": result["folder"], "table": result.get("markdown", ""),
             "rows": result.get("rows", []), "metrics": result.get("mean", {})}
-
-
-def _check_selector(config: FitConfig) -> None:
-    """Let the selectors judge their options (components/sampling.py owns them) before a table's folder is made: a
-    fit builds its selector only once its image is loaded, and a folder left with a bad ratio in its experiment.yaml
-    would refuse the corrected rerun. A selector of an 11 x 11 grid costs well under a millisecond."""
-    build_sampler(config.sampler, target=torch.zeros(121, 1), shape=(11, 11), total_steps=config.steps,
-                  ratio=config.ratio, scheduler=config.scheduler, seed=config.seed,
-                  mutation_ratio=config.mutation_ratio, cfs_steps=config.cfs_steps or 0, crossover=config.crossover)
 
 
 def _experiment(o: ExperimentConfig) -> dict:

@@ -15,7 +15,6 @@ import sys
 from typing import get_type_hints
 
 from visionlab import api
-from visionlab.components.sampling import CROSSOVERS, RATIO_SCHEDULERS, SAMPLERS
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
                            FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, help_text)
@@ -25,10 +24,6 @@ from visionlab.util.version import __version__
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-
-# The sample selectors own their names (components/sampling.py): the flags of 'fit' offer exactly those.
-FIT_CHOICES = {"sampler": {"choices": tuple(SAMPLERS)}, "scheduler": {"choices": tuple(RATIO_SCHEDULERS)},
-               "crossover": {"choices": tuple(CROSSOVERS)}}
 
 # 'visionlab train MODEL': the config of each model family, one line for 'train --help' and its description.
 TRAIN_FAMILIES: dict[str, tuple[type, str, str]] = {
@@ -95,17 +90,15 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
 
 # ------------------------------------------------------------------------------------------------ flags <-> configs
 
-def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=(),
-                overrides: dict[str, dict] | None = None) -> None:
-    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``; ``overrides`` replaces a
-    field's ``choices`` or ``help``). Defaults are left unset (None) so that the flags given can be told apart from
+def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=()) -> None:
+    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None) so that the flags given can be told apart from
     the defaults (see :func:`given_options`); the help shows the config's own default."""
     hints = get_type_hints(cls)
     # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
     for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):
         if f.name in skip:
             continue
-        meta = {**f.metadata, "help": help_text(cls, f), **(overrides or {}).get(f.name, {})}
+        meta = {**f.metadata, "help": help_text(cls, f)}
         # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
         meta["help"] = meta["help"].replace("%", "%%")
         kind = _base_type(hints[f.name])
@@ -168,8 +161,7 @@ def _add_config_command(commands, name: str) -> None:
         command.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its "
                              "checkpoint.pt) exactly where it stopped; its own options are used (--device, "
                              "--threads, --quiet may change)")
-    add_options(command, cls, positional_optional=name in ("fit", "shapes"),
-                overrides=FIT_CHOICES if cls is FitConfig else None)
+    add_options(command, cls, positional_optional=name in ("fit", "shapes"))
     command.set_defaults(handler=run_command, call=name, config=cls, report=REPORTS[name])
 
 

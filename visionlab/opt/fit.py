@@ -53,16 +53,20 @@ class FitConfig(RunFolder, OnDevice):
                               "fourier 1e-3, gauss and wire 5e-3, hashgrid 1e-2)")
     lr_final: float | None = option(None, "decay the learning rate exponentially to this value at the last step "
                                     "(the Sym-Power code decays 1e-4 -> 1e-5; default: constant, as EVOS)")
-    # -- sample selection: the selectors own their names and ranges (components/sampling.py checks them when the
-    # run is built, before it trains; the command line takes its choices from there)
+    # -- sample selection. components/sampling.py owns these names and ranges and checks them when a fit builds its
+    # selector; they are checked here as well because that happens only once the image is loaded (a folder fit makes
+    # its table folder first) and tests pin this schema's own refusal. tests/test_sampling.py keeps the lists equal.
     sampler: str = option("evos", "which pixels to train each step: full (all), random (uniform), egra "
                           "(edge-guided random), expansive (expansive supervision: edge anchors + uniform), "
                           "soft-mining (Langevin soft mining), int / int-dense (nonparametric teaching, incremental "
                           "/ every-step profiling), evos (evolutionary selector, EVOS CVPR 2025) or evos-no-cfs "
-                          "(EVOS without cross-frequency supervision)")
+                          "(EVOS without cross-frequency supervision)",
+                          choices=("full", "random", "egra", "expansive", "soft-mining", "int", "int-dense", "evos",
+                                   "evos-no-cfs"))
     ratio: float = option(0.5, "sample ratio r_0 in (0, 1]: the fraction of pixels trained per step")
     scheduler: str = option("constant", "ratio schedule: constant, step (ten stages from r_0 to 1), linear or "
-                            "cosine (ramps from r_0 to 1 over the run)")
+                            "cosine (ramps from r_0 to 1 over the run)", choices=("constant", "step", "linear",
+                                                                                  "cosine"))
     mutation_ratio: float | None = option(None, "EVOS: fraction of pixels drawn uniformly each step "
                                           "(default r_0 / 2)")
     cfs_steps: int | None = option(None, "EVOS: cross-frequency supervision during this many first steps (0: EVOS "
@@ -70,7 +74,8 @@ class FitConfig(RunFolder, OnDevice):
                                    "where the Laplacian against the stale cached prediction held a 50 Hz tone at "
                                    "30 dB while EVOS without CFS reached 57 dB)")
     crossover: str = option("select", "EVOS: how the kept pixels are chosen: select (the paper's frequency-guided "
-                            "crossover), sum (rank by squared + frequency error) or none (squared error only)")
+                            "crossover), sum (rank by squared + frequency error) or none (squared error only)",
+                            choices=("select", "sum", "none"))
     # -- speed
     chunk: int | None = option(None, "points per chunk: a step runs the network over its selection this many "
                                "points at a time inside one graph (same gradient as one batch, cache-sized "
@@ -89,6 +94,10 @@ class FitConfig(RunFolder, OnDevice):
         """Raise ConfigError naming the first bad value; return self."""
         positive("steps", self.steps)
         positive_if_given(self, "width", "lr", "lr_final", "seconds", "frames", "chunk", "hash_resolution")
+        if not 0.0 < self.ratio <= 1.0:
+            raise ConfigError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.mutation_ratio is not None and not 0.0 <= self.mutation_ratio < self.ratio:
+            raise ConfigError(f"mutation ratio must be in [0, ratio = {self.ratio}), got {self.mutation_ratio}")
         if self.depth is not None and self.depth < 0:
             raise ConfigError(f"depth must be >= 0, got {self.depth}")
         if not 1 <= self.hash_table <= 30:
