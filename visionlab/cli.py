@@ -2,8 +2,8 @@
 
 Thin on purpose: the flags of each command are generated from its config class (visionlab.opt); the flags given
 go to the command's function in visionlab.api, which builds the config once (``manager.build_config``: defaults,
-then a preset or recipe, then those flags) and runs it; the result is printed. A problem the user can fix is printed as one line, with exit status 2
-and no traceback.
+then a preset or recipe, then those flags) and runs it; the result is printed. A problem the user can fix is printed
+as one line, with exit status 2 and no traceback.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
                "gan' run draws each image in one pass of its EMA generator: only --labels (conditional runs), "
                "--num, --seed, --batch-size, --out and --device apply; --sampler ddpm, --steps, --eta and "
                "--guidance are refused."),
-    "evaluate-samples": (EvaluateSamplesConfig, "FID, confidence and class accuracy of a diffusion or GAN run's samples",
+    "evaluate-samples": (EvaluateSamplesConfig,
+                         "FID, confidence and class accuracy of a diffusion or GAN run's samples",
                          "Judge generated images in the feature space of a small reference CNN that visionlab trains "
                          "on the run's own data (cached in $VISIONLAB_CACHE or ~/.cache/visionlab; no download): FID "
                          "against the real test images, the floor FID of real training images at the same N, the "
@@ -91,8 +92,9 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
 # ------------------------------------------------------------------------------------------------ flags <-> configs
 
 def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=()) -> None:
-    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None) so that the flags given can be told apart from
-    the defaults (see :func:`given_options`); the help shows the config's own default."""
+    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None)
+    so that the flags given can be told apart from the defaults (see :func:`given_options`); the help shows the
+    config's own default."""
     hints = get_type_hints(cls)
     # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
     for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):

@@ -14,7 +14,7 @@ ratio scheduler (constant, step, linear, cosine). The selectors, by module:
 
 This module names them (:data:`SAMPLERS`) and builds one from a run's options. Building checks every option once,
 before training starts: the name here, the ratio r_0 in (0, 1] and the scheduler in :class:`Sampler`, EVOS's mutation
-ratio in [0, r_0) in :func:`~visionlab.components.sampling_base.check_mutation_ratio`; each raises a one-line
+ratio in [0, r_0) in :func:`~visionlab.opt.fit.check_mutation_ratio`; each raises a one-line
 ``ConfigError`` naming the bad value and what is allowed.
 
 Example::
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from visionlab.components.sampling_base import Sampler, TargetSampler, check_mutation_ratio, check_shape
+from visionlab.components.sampling_base import Sampler, TargetSampler, check_shape
 from visionlab.components.sampling_evos import EvosSampler, EvosWithoutCfsSampler
 from visionlab.components.sampling_peers import (
     EdgeGuidedSampler,
@@ -42,6 +42,7 @@ from visionlab.components.sampling_peers import (
     RandomSampler,
     SoftMiningSampler,
 )
+from visionlab.opt.fit import check_mutation_ratio
 from visionlab.util.errors import ConfigError
 
 SAMPLERS: dict[str, type[Sampler]] = {

@@ -9,9 +9,10 @@ schedulers give r_t:
 - ``linear`` r_t = r_0 + (1 - r_0) t / T;
 - ``cosine`` r_t = r_0 + (1 - r_0) (1 - cos(pi t / T)) / 2 (flat at both ends).
 
-The options of a run that every selector shares are checked here, once, when the selector is built (before any
-training step): r_0 in (0, 1] and the scheduler's name in :class:`Sampler`, EVOS's mutation ratio m in [0, r_0) by
-:func:`check_mutation_ratio`; the selector's name in :func:`~visionlab.components.sampling.build_sampler`.
+The options of a run that every selector shares are checked when the selector is built (before any training step):
+r_0 in (0, 1] and the scheduler's name in :class:`Sampler`, EVOS's mutation ratio m in [0, r_0); the rules for r_0
+and m are the schema's own (:func:`~visionlab.opt.fit.check_ratio`, :func:`~visionlab.opt.fit.check_mutation_ratio`),
+the selector's name is checked in :func:`~visionlab.components.sampling.build_sampler`.
 
 Signals: a selector sees the target as (N, C) values, row-major over a grid of ``shape``: (H, W) for an image,
 (T, H, W) for a video, (T,) for audio. The Laplacian is the 3x3 kernel on an image (per frame on a video) and the
@@ -44,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from visionlab.opt.fit import check_ratio  # the option's rule, stated once
 from visionlab.util.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------- schedulers
@@ -81,28 +83,11 @@ def count(ratio: float, num_pixels: int) -> int:
 # ---------------------------------------------------------------------------------------------------- checks
 
 
-def check_ratio(ratio: float) -> float:
-    """The sample ratio r_0, checked: a number in (0, 1] (NaN is not)."""
-    if not 0.0 < ratio <= 1.0:
-        raise ConfigError(f"sample ratio must be in (0, 1], got {ratio}")
-    return ratio
-
-
 def check_scheduler(scheduler: str) -> str:
     """The ratio scheduler's name, checked: one of RATIO_SCHEDULERS."""
     if scheduler not in RATIO_SCHEDULERS:
         raise ConfigError(f"unknown ratio scheduler {scheduler!r}; choose one of {', '.join(RATIO_SCHEDULERS)}")
     return scheduler
-
-
-def check_mutation_ratio(mutation_ratio: float | None, *, ratio: float) -> float:
-    """EVOS's mutation ratio m, checked against r_0: in [0, r_0), since the kept fittest are (r_t - m) N > 0 samples;
-    None gives the paper's m = r_0 / 2."""
-    if mutation_ratio is None:
-        return 0.5 * ratio
-    if not 0.0 <= mutation_ratio < ratio:
-        raise ConfigError(f"mutation ratio must be in [0, ratio = {ratio}), got {mutation_ratio}")
-    return mutation_ratio
 
 
 def check_shape(shape: tuple[int, ...], num_pixels: int) -> tuple[int, ...]:

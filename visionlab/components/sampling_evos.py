@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from visionlab.components.sampling_base import TargetSampler, check_mutation_ratio, count, laplacian, signal_grey255
+from visionlab.components.sampling_base import TargetSampler, count, laplacian, signal_grey255
+from visionlab.opt.fit import check_mutation_ratio
 from visionlab.util.errors import ConfigError
 
 CROSSOVERS = ("select", "sum", "none")

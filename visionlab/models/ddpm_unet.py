@@ -33,6 +33,7 @@ from visionlab.components.attention import MultiHeadAttention
 from visionlab.components.embeddings import LabelEmbedding, TimestepEmbedder
 from visionlab.components.initialization import xavier_uniform_init
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.presets import from_preset
 
 
 def _check_image(x: torch.Tensor, channels: int, multiple: int) -> None:
@@ -93,10 +94,7 @@ DIFFUSION_UNET_PRESETS: dict[str, dict] = {
 
 def diffusion_unet_config(preset: str = "cifar10", **overrides) -> DiffusionUNetConfig:
     """A preset's config with some fields changed, e.g. ``diffusion_unet_config("cifar10", num_classes=10)``."""
-    if preset not in DIFFUSION_UNET_PRESETS:
-        raise ConfigError(f"unknown diffusion U-Net preset {preset!r}; "
-                          f"choose from {', '.join(DIFFUSION_UNET_PRESETS)}")
-    return DiffusionUNetConfig(**{**DIFFUSION_UNET_PRESETS[preset], **overrides})
+    return from_preset(DiffusionUNetConfig, DIFFUSION_UNET_PRESETS, preset, "diffusion U-Net", **overrides)
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:

@@ -48,7 +48,9 @@ import torch
 from torch.special import log_ndtr, ndtr
 
 from visionlab.models.samplers import DiffusionSamplers, Model, progress_bar, randn
+from visionlab.opt.generate import check_min_snr
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.presets import from_preset
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "x0", "v")
@@ -131,10 +133,8 @@ class DiffusionConfig:
                                       PREDICTIONS), ("variance", self.variance, VARIANCES)):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
-            # The one check of this value: the trainer passes --min-snr here (0 meaning off, as None does).
-            raise ConfigError(f"min_snr_gamma: min snr gamma must be > 0 (5 in the paper; --min-snr 0 or None: off), "
-                              f"got {self.min_snr_gamma}")
+        if self.min_snr_gamma is not None:
+            check_min_snr(self.min_snr_gamma)
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
@@ -152,9 +152,7 @@ DIFFUSION_PRESETS: dict[str, dict] = {
 
 def diffusion_config(preset: str = "ddpm", **overrides) -> DiffusionConfig:
     """A preset's config with some fields changed, e.g. ``diffusion_config("ddpm", timesteps=200)``."""
-    if preset not in DIFFUSION_PRESETS:
-        raise ConfigError(f"unknown diffusion preset {preset!r}; choose from {', '.join(DIFFUSION_PRESETS)}")
-    return DiffusionConfig(**{**DIFFUSION_PRESETS[preset], **overrides})
+    return from_preset(DiffusionConfig, DIFFUSION_PRESETS, preset, "diffusion", **overrides)
 
 
 class GaussianDiffusion(DiffusionSamplers):

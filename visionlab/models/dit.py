@@ -39,6 +39,7 @@ from visionlab.components.attention import Mlp, MultiHeadAttention
 from visionlab.components.embeddings import LabelEmbedding, PatchEmbed, TimestepEmbedder, sincos_2d
 from visionlab.components.initialization import xavier_uniform_init
 from visionlab.util.errors import ConfigError
+from visionlab.util.presets import from_preset
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -89,9 +90,7 @@ DIT_PRESETS: dict[str, dict] = {
 
 def dit_config(preset: str = "XL/2", **overrides) -> DiTConfig:
     """A preset's config with some fields changed, e.g. ``dit_config("S/2", num_classes=10)``."""
-    if preset not in DIT_PRESETS:
-        raise ConfigError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
-    return DiTConfig(**{**DIT_PRESETS[preset], **overrides})
+    return from_preset(DiTConfig, DIT_PRESETS, preset, "DiT", **overrides)
 
 
 class DiTBlock(nn.Module):

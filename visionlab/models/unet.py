@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.presets import from_preset
 
 UPSAMPLING = ("transpose", "bilinear")
 
@@ -60,9 +61,7 @@ UNET_PRESETS: dict[str, dict] = {
 
 def unet_config(preset: str = "milesial", **overrides) -> UNetConfig:
     """A preset's config with some fields changed, e.g. ``unet_config("milesial", num_classes=5)``."""
-    if preset not in UNET_PRESETS:
-        raise ConfigError(f"unknown U-Net preset {preset!r}; choose from {', '.join(UNET_PRESETS)}")
-    return UNetConfig(**{**UNET_PRESETS[preset], **overrides})
+    return from_preset(UNetConfig, UNET_PRESETS, preset, "U-Net", **overrides)
 
 
 class DoubleConv(nn.Sequential):

@@ -9,6 +9,26 @@ from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, posi
 from visionlab.util.errors import ConfigError
 
 
+# The sample ratio's rules, stated once: FitConfig.validate() checks a command line before any folder is made, and
+# every selector (components/sampling_base.py) checks what Python code hands it, through these same two functions.
+
+def check_ratio(ratio: float) -> float:
+    """The sample ratio r_0, checked: a number in (0, 1] (NaN is not)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ConfigError(f"sample ratio must be in (0, 1], got {ratio}")
+    return ratio
+
+
+def check_mutation_ratio(mutation_ratio: float | None, *, ratio: float) -> float:
+    """EVOS's mutation ratio m, checked against r_0: in [0, r_0), since the kept fittest are (r_t - m) N > 0 samples;
+    None gives the paper's m = r_0 / 2."""
+    if mutation_ratio is None:
+        return 0.5 * ratio
+    if not 0.0 <= mutation_ratio < ratio:
+        raise ConfigError(f"mutation ratio must be in [0, ratio = {ratio}), got {mutation_ratio}")
+    return mutation_ratio
+
+
 @dataclass
 class FitConfig(RunFolder, OnDevice):
     """Fit one image with an implicit neural representation (``visionlab fit``)."""
@@ -94,10 +114,8 @@ class FitConfig(RunFolder, OnDevice):
         """Raise ConfigError naming the first bad value; return self."""
         positive("steps", self.steps)
         positive_if_given(self, "width", "lr", "lr_final", "seconds", "frames", "chunk", "hash_resolution")
-        if not 0.0 < self.ratio <= 1.0:
-            raise ConfigError(f"ratio must be in (0, 1], got {self.ratio}")
-        if self.mutation_ratio is not None and not 0.0 <= self.mutation_ratio < self.ratio:
-            raise ConfigError(f"mutation ratio must be in [0, ratio = {self.ratio}), got {self.mutation_ratio}")
+        check_ratio(self.ratio)
+        check_mutation_ratio(self.mutation_ratio, ratio=self.ratio)
         if self.depth is not None and self.depth < 0:
             raise ConfigError(f"depth must be >= 0, got {self.depth}")
         if not 1 <= self.hash_table <= 30:

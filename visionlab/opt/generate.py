@@ -13,6 +13,15 @@ DATA_HELP = ("digits (scikit-learn's, upsampled to 16x16), textures (32x32 patch
              "sub-folders, MNIST IDX or CIFAR files, .npz")
 
 
+def check_min_snr(gamma: float) -> float:
+    """Min-SNR-gamma's gamma, checked: > 0 (5 in Hang et al. 2023). The one rule for it: DiffuseConfig.validate()
+    applies it to a command line before any folder is made, models/diffusion.py's DiffusionConfig to Python code."""
+    if not gamma > 0:  # NaN too
+        raise ConfigError(f"min_snr_gamma: min snr gamma must be > 0 (5 in the paper; --min-snr 0 or None: off), "
+                          f"got {gamma}")
+    return gamma
+
+
 @dataclass
 class DiffuseConfig(RunFolder, OnDevice):
     """Train a diffusion model in pixel space: DDPM's U-Net or a DiT (``visionlab train ddpm|dit``)."""
@@ -77,10 +86,8 @@ class DiffuseConfig(RunFolder, OnDevice):
             raise ConfigError(f"class dropout must be in [0, 1), got {self.class_dropout}")
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1) (0: off), got {self.ema}")
-        # 0 is this option's own word for off (the trainer passes None on). models/diffusion.py checks gamma > 0 as
-        # well, but only once the data is loaded (the network is sized from it): refuse a negative one before that.
-        if self.min_snr is not None and not self.min_snr >= 0.0:
-            raise ConfigError(f"min snr gamma must be > 0 (0: off), got {self.min_snr}")
+        if self.min_snr:  # 0 is this option's own word for off (the trainer passes None on)
+            check_min_snr(self.min_snr)
         for name in ("warmup_steps", "fid_samples", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")

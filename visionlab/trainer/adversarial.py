@@ -20,8 +20,9 @@ ones), so a G step leaves D's state exactly as it was.
 
 **EMA.** :func:`~visionlab.trainer.base.parameter_ema` averages G's *parameters* only; G's BatchNorm running
 statistics are copied from the live generator after every step (averaging them was what gave black samples
-elsewhere, users.md #11; never updating them would leave the initial ones). Grids, ``model.safetensors`` and ``visionlab sample`` use the
-average, in eval mode: an image then depends on its own noise only, not on the batch it was drawn in.
+elsewhere, users.md #11; never updating them would leave the initial ones). Grids, ``model.safetensors`` and
+``visionlab sample`` use the average, in eval mode: an image then depends on its own noise only, not on the batch it
+was drawn in.
 
 **Warnings** (the discriminator wins, mode collapse; ``trainer/gan_monitor.py``) are printed once and written into the
 next ``metrics.jsonl`` line and ``metrics.json``.
