@@ -349,6 +349,18 @@ class Trainer:
         return lambda: signal.signal(signal.SIGINT, previous)
 
 
+class KeepsBest:
+    """Mixin for a trainer that keeps its best evaluation so far (``self.best``, a dict) and reads class-labelled
+    data (``self.data.class_names``): both travel in the checkpoint, so a resumed run still knows its best epoch."""
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best = dict(state["best"])
+
+
 def run_training(build: Callable[..., Trainer], config, *, resume: tuple[dict, Path] | None = None,
                  callbacks=()) -> dict:
     """Every task's ``train`` entry point: build its trainer with ``build(config, run_dir=...)``, add ``callbacks``

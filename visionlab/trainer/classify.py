@@ -30,8 +30,8 @@ from visionlab.data.video import read_clip
 from visionlab.models.vit import ViT, ViTConfig, vit_config
 from visionlab.models.vivit import ViViT, ViViTConfig, vivit_config
 from visionlab.opt import ClassifyConfig
-from visionlab.trainer.base import (Trainer, bf16_autocast, lr_lambda, make_run_dir, parameter_ema, prepare,
-                                    run_training, steps_per_epoch)
+from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, parameter_ema,
+                                    prepare, run_training, steps_per_epoch)
 from visionlab.util.checkpoint import load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
@@ -60,7 +60,7 @@ def model_input(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
-class ClassifyTrainer(Trainer):
+class ClassifyTrainer(KeepsBest, Trainer):
     """Trains a ViT / ViViT on tensors of images or clips."""
 
     task = "classify"
@@ -128,13 +128,6 @@ class ClassifyTrainer(Trainer):
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.best = dict(state["best"])
 
     def finish(self, status: str) -> dict:
         predicted = self.predict(self.data.test_x)

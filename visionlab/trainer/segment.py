@@ -28,8 +28,8 @@ from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
 from visionlab.opt import SegmentConfig
-from visionlab.trainer.base import (Trainer, bf16_autocast, lr_lambda, make_run_dir, prepare, run_training,
-                                    steps_per_epoch)
+from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, prepare,
+                                    run_training, steps_per_epoch)
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import ConfigError
@@ -97,7 +97,7 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.55) -> 
     return blend.permute(1, 2, 0)  # (H, W, 3)
 
 
-class SegmentTrainer(Trainer):
+class SegmentTrainer(KeepsBest, Trainer):
     """Trains a segmentation U-Net; evaluates mean IoU and Dice on the test split every epoch."""
 
     task = "segment"
@@ -168,13 +168,6 @@ class SegmentTrainer(Trainer):
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.best = dict(state["best"])
 
     def finish(self, status: str) -> dict:
         scores, confusion, predicted = self.scores()
