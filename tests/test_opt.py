@@ -96,7 +96,7 @@ def test_build_config_defaults_then_recipe_then_options():
         build_config(opt.FitConfig, "nope")
 
 
-@pytest.mark.parametrize("name", ["device", "threads", "quiet", "amp", "grad_clip", "out", "name"])
+@pytest.mark.parametrize("name", ["device", "threads", "quiet", "amp", "grad_clip", "out", "name", "no_tensorboard"])
 def test_a_shared_option_is_the_same_everywhere(name):
     configs = [getattr(opt, n) for n in opt.__all__ if n.endswith("Config")]
     found = {(f.default, f.metadata["help"], f.metadata["choices"]) for c in configs for f in dataclasses.fields(c)

@@ -13,10 +13,10 @@ features, shapes) and ``generate`` (diffusion, GANs, samples).
 """
 
 from visionlab.opt.classify import ClassifyConfig, FeaturesConfig, SegmentConfig, ShapesConfig
-from visionlab.opt.fields import OnDevice, RunFolder, from_dict, help_text, option
+from visionlab.opt.fields import OnDevice, RunFolder, TensorBoard, from_dict, help_text, option
 from visionlab.opt.fit import ExperimentConfig, FitConfig, parse_shard
 from visionlab.opt.generate import DiffuseConfig, EvaluateSamplesConfig, GanConfig, SampleConfig
 
 __all__ = ["ClassifyConfig", "DiffuseConfig", "EvaluateSamplesConfig", "ExperimentConfig", "FeaturesConfig",
            "FitConfig", "GanConfig", "OnDevice", "RunFolder", "SampleConfig", "SegmentConfig", "ShapesConfig",
-           "from_dict", "help_text", "option", "parse_shard"]
+           "TensorBoard", "from_dict", "help_text", "option", "parse_shard"]

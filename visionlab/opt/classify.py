@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import (OnDevice, RunFolder, TensorBoard, check_shared, option, positive,
+                                  positive_if_given)
 from visionlab.util.errors import ConfigError
 
 
 @dataclass
-class ClassifyConfig(RunFolder, OnDevice):
+class ClassifyConfig(TensorBoard, RunFolder, OnDevice):
     """Train a classifier (ViT on images, ViViT on videos) (``visionlab train vit|vivit``)."""
 
     TASK, RUN_NAME = "classify", "DATA-MODEL"
@@ -69,7 +70,7 @@ class ClassifyConfig(RunFolder, OnDevice):
 
 
 @dataclass
-class SegmentConfig(RunFolder, OnDevice):
+class SegmentConfig(TensorBoard, RunFolder, OnDevice):
     """Train the segmentation U-Net (``visionlab train unet``)."""
 
     TASK, RUN_NAME = "segment", "DATA-unet"
@@ -112,7 +113,7 @@ class SegmentConfig(RunFolder, OnDevice):
 
 
 @dataclass
-class FeaturesConfig(RunFolder):
+class FeaturesConfig(TensorBoard, RunFolder):
     """Classify images with hand-made features and a classic learner (``visionlab features``)."""
 
     TASK, RUN_NAME = "features", "DATA-EXTRACTOR-CLASSIFIER, or DATA-compare"

@@ -45,6 +45,14 @@ class RunFolder:
     quiet: bool = quiet()
 
 
+@dataclass(kw_only=True)
+class TensorBoard:
+    """A training run's TensorBoard event files (RUN/tb/)."""
+
+    no_tensorboard: bool = option(False, "write no TensorBoard event files (default: RUN/tb/ gets the logged "
+                                  "scalars, the pictures and the options when tensorboard is installed)")
+
+
 def help_text(cls, f: dataclasses.Field) -> str:
     """The help of field ``f`` of config class ``cls``, with its run folder's words filled in."""
     text = f.metadata["help"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import (OnDevice, RunFolder, TensorBoard, check_shared, option, positive,
+                                  positive_if_given)
 from visionlab.util.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ def check_mutation_ratio(mutation_ratio: float | None, *, ratio: float) -> float
 
 
 @dataclass
-class FitConfig(RunFolder, OnDevice):
+class FitConfig(TensorBoard, RunFolder, OnDevice):
     """Fit one image with an implicit neural representation (``visionlab fit``)."""
 
     TASK, RUN_NAME = "fit", "IMAGE-MODEL-SAMPLER"

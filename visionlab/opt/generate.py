@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import OnDevice, RunFolder, check_shared, option, positive, positive_if_given
+from visionlab.opt.fields import (OnDevice, RunFolder, TensorBoard, check_shared, option, positive,
+                                  positive_if_given)
 from visionlab.util.errors import ConfigError
 
 DATA_HELP = ("digits (scikit-learn's, upsampled to 16x16), textures (32x32 patches), or a path: a folder of class "
@@ -23,7 +24,7 @@ def check_min_snr(gamma: float) -> float:
 
 
 @dataclass
-class DiffuseConfig(RunFolder, OnDevice):
+class DiffuseConfig(TensorBoard, RunFolder, OnDevice):
     """Train a diffusion model in pixel space: DDPM's U-Net or a DiT (``visionlab train ddpm|dit``)."""
 
     TASK, RUN_NAME = "diffuse", "DATA-MODEL"
@@ -100,7 +101,7 @@ class DiffuseConfig(RunFolder, OnDevice):
 
 
 @dataclass
-class GanConfig(RunFolder, OnDevice):
+class GanConfig(TensorBoard, RunFolder, OnDevice):
     """Train a GAN on images: DCGAN's generator and discriminator, optionally class-conditional (``visionlab train
     gan``)."""
 

@@ -237,6 +237,7 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
         record["monitor"] = self.monitor
         self.watch_collapse(record["diversity"])
         if self.pending:
+            self.board.text("warnings", "\n\n".join(self.pending), self.step)
             record["warnings"], self.pending = self.pending, []
         return record
 
@@ -288,7 +289,7 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
         save_weights(self.run_dir / "discriminator.safetensors", self.discriminator.state_dict(),
                      metadata={"task": self.task, "model": "discriminator"})
         write_json(self.run_dir / "model.json", info)
-        self.sample_grid(self.run_dir / "samples.png")
+        self.picture("samples", self.sample_grid(self.run_dir / "samples.png"))
         if self.history:
             steps = [r["step"] for r in self.history]
             curve_figure(self.run_dir / "loss.png", {
@@ -308,6 +309,8 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
                                                               num=self.config.fid_samples, device=self.device),
                                                   self.data, seed=self.config.seed, device=self.device,
                                                   quiet=self.config.quiet)
+            judged = {f"evaluation/{k}": v for k, v in metrics["evaluation"].items()}  # FID, confidence, ...
+            self.board.scalars({"step": self.step, **judged})
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 

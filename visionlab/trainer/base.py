@@ -8,7 +8,8 @@ models, optimisers, schedulers and EMA; ``state_dict`` / ``load_state_dict`` add
 - the step loop with a tqdm progress bar showing the live loss and the last evaluation;
 - wall time: only ``train_step`` counts as training time (evaluation, logging and checkpoints do not), with the
   device synchronised so that GPU time is not under-counted;
-- ``metrics.jsonl`` (one line per evaluation) and ``summary.json`` in the run folder;
+- ``metrics.jsonl`` (one line per evaluation) and ``summary.json`` in the run folder; the same scalars, the pictures
+  a task names (:meth:`Trainer.picture`) and the options as TensorBoard events in ``tb/`` (:mod:`.tensorboard`);
 - checkpoints every ``checkpoint_every`` steps, written atomically, with the random states, so that ``resume``
   continues exactly (bit for bit on the CPU);
 - Ctrl-C: the current step finishes, a checkpoint is written and the run stops cleanly (a second Ctrl-C aborts);
@@ -43,6 +44,7 @@ from visionlab.util.distributed import Dist
 from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError, TrainingError
 from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
+from visionlab.trainer.tensorboard import Board, open_board
 from visionlab.util.seed import rng_state, seed_everything, set_rng_state
 
 
@@ -142,6 +144,7 @@ class Trainer:
         self.history: list[dict] = []  # one record per evaluation
         self.callbacks: list[Callable[["Trainer"], None]] = []  # called after every step (tests, custom logging)
         self._stop_requested = False
+        self.board = Board()  # TensorBoard: off until train() opens it (rank 0, tensorboard installed, not refused)
 
     # ------------------------------------------------------------------ what a task writes
     def train_step(self, step: int) -> dict[str, float]:
@@ -273,6 +276,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         append_jsonl(self.run_dir / "metrics.jsonl", record)
+        self.board.scalars(record)
+
+    def picture(self, tag: str, picture) -> None:
+        """Show a picture the task writes (a PNG's path or (H, W[, C]) values) in TensorBoard at the current step."""
+        self.board.image(tag, picture, self.step)
 
     def run_evaluation(self, logs: dict) -> dict:
         record = {"step": self.step, "seconds": round(self.train_seconds, 4), **logs, **self.evaluate()}
@@ -282,6 +290,13 @@ class Trainer:
 
     def train(self) -> dict:
         """Train up to ``total_steps`` (from wherever the trainer is), then write outputs; returns the summary."""
+        self.board = open_board(self.run_dir, self.config, is_main=self.dist.is_main, step=self.step)
+        try:
+            return self._train()
+        finally:
+            self.board.close()
+
+    def _train(self) -> dict:
         status = "finished"
         restore = self._install_interrupt_handler()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.task, unit="step", disable=self.quiet,

@@ -138,6 +138,7 @@ class ClassifyTrainer(KeepsBest, Trainer):
         matrix = confusion_matrix(truth, predicted, labels=labels)
         title = f"{self.data.name}: {self.config.model}, accuracy {accuracy:.2%}"
         confusion_figure(self.run_dir / "confusion.png", matrix, names, title=title)
+        self.picture("confusion", self.run_dir / "confusion.png")
         epochs = [r["step"] / self.steps_per_epoch for r in self.history]
         curve_figure(self.run_dir / "curves.png", {
             "test accuracy": (epochs, [r["accuracy"] for r in self.history]),

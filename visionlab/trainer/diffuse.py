@@ -282,7 +282,7 @@ class DiffuseTrainer(GenerativeTrainer):
         save_weights(self.run_dir / "model.safetensors", self.eval_model.state_dict(),
                      metadata={"task": self.task, "model": self.config.model, "ema": str(self.config.ema)})
         write_json(self.run_dir / "model.json", info)
-        self.sample_grid(self.run_dir / "samples.png")
+        self.picture("samples", self.sample_grid(self.run_dir / "samples.png"))
         steps = [r["step"] for r in self.history]
         title = f"{self.data.name}: {self.config.model}, {self.step} steps"
         if self.history:
@@ -302,6 +302,8 @@ class DiffuseTrainer(GenerativeTrainer):
                                      device=self.device)
             metrics["evaluation"] = judge_drawing(draw, self.data, seed=self.config.seed, device=self.device,
                                                   quiet=self.config.quiet)
+            judged = {f"evaluation/{k}": v for k, v in metrics["evaluation"].items()}  # FID, confidence, ...
+            self.board.scalars({"step": self.step, **judged})
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 

@@ -23,6 +23,7 @@ from visionlab.data.datasets import ImageDataset, load_dataset
 from visionlab.data.images import parse_size
 from visionlab.models.classic import CLASSIFIERS, build_pipeline, save_pipeline
 from visionlab.opt import FeaturesConfig
+from visionlab.trainer.tensorboard import open_board
 from visionlab.util.io import new_run_dir, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
 
@@ -82,15 +83,25 @@ def run_features(config: FeaturesConfig) -> dict:
         f"{Path(config.data).name}-{config.extractor}-{config.classifier}"
     run_dir = new_run_dir(config.out, "features", config.name or default)
     write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
-    if config.compare:
-        return _compare(config, train, test, run_dir)
+    board = open_board(run_dir, config)  # no steps: everything at step 0
+    try:
+        return _compare(config, train, test, run_dir, board) if config.compare else \
+            _single(config, dataset, train, test, run_dir, board)
+    finally:
+        board.close()
 
+
+def _single(config: FeaturesConfig, dataset: ImageDataset, train: ImageDataset, test: ImageDataset, run_dir: Path,
+            board) -> dict:
     pipeline, metrics = evaluate_pipeline(config, config.extractor, config.classifier, train, test)
     title = f"{dataset.name}: {config.extractor} + {config.classifier}, accuracy {metrics['accuracy']:.2%}"
     confusion_figure(run_dir / "confusion.png", metrics["confusion"], dataset.class_names, title=title)
+    board.image("confusion", run_dir / "confusion.png", 0)
     panels = feature_panels(pipeline.named_steps["features"], train)
     if panels:
         overlay_figure(run_dir / "features.png", panels, title=f"{config.extractor} on {dataset.name}")
+        board.image("features", run_dir / "features.png", 0)
+    board.scalars(_brief(metrics))
     save_pipeline(run_dir / "pipeline.joblib", pipeline,
                   metadata={"class_names": dataset.class_names, "visionlab": __version__})
     write_json(run_dir / "metrics.json", metrics)
@@ -100,7 +111,7 @@ def run_features(config: FeaturesConfig) -> dict:
     return summary
 
 
-def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, run_dir: Path) -> dict:
+def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, run_dir: Path, board) -> dict:
     rows = []
     combos = [(e, c) for e in EXTRACTORS for c in CLASSIFIERS]
     for extractor, classifier in tqdm(combos, desc="compare", disable=config.quiet):
@@ -109,6 +120,7 @@ def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, ru
     table = compare_table(train.name.split("/")[0], rows)
     write_json(run_dir / "compare.json", rows)
     write_text(run_dir / "compare.md", table)
+    board.text("compare", table)
     summary = {"task": "features", "status": "finished", "run_dir": str(run_dir), "rows": rows, "table": table,
                "version": __version__}
     write_json(run_dir / "summary.json", summary)

@@ -136,6 +136,8 @@ class FitTrainer(Trainer):
         recon = self.reconstruct()
         original = self.signal.unflat(self.original)  # (*shape, C)
         metrics = {"psnr": float(psnr(recon, original))}
+        if self.signal.kind != "audio":  # TensorBoard: the fit so far (a video's middle frame)
+            self.picture("reconstruction", recon if recon.ndim == 3 else recon[recon.shape[0] // 2])
         if self.signal.kind == "image":  # (H, W, C) -> (C, H, W)
             metrics["ssim"] = float(ssim(recon.permute(2, 0, 1), original.permute(2, 0, 1)))
         elif self.signal.kind == "video":  # (T, H, W, C) -> (T, C, H, W): SSIM of each frame, averaged
@@ -171,6 +173,7 @@ class FitTrainer(Trainer):
         quality = f"PSNR {final['psnr']:.2f} dB" + (f", SSIM {final['ssim']:.4f}" if "ssim" in final else "")
         title = f"{signal.name}: {config.model} + {config.sampler}, {self.step} steps, {quality}"
         self.write_reconstruction(recon, title)
+        self.picture("comparison", self.run_dir / "comparison.png")
         curve_figure(self.run_dir / "psnr_curve.png",
                      {config.sampler: ([r["seconds"] for r in self.history], [r["psnr"] for r in self.history])},
                      xlabel="training time (s)", ylabel="PSNR (dB)", title=f"{signal.name}, {config.model}")

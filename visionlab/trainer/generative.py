@@ -141,7 +141,8 @@ class GenerativeTrainer(Trainer):
     def _grid_callback(trainer: "GenerativeTrainer") -> None:
         every = trainer.config.sample_every
         if every and trainer.step % every == 0 and trainer.step < trainer.total_steps:
-            trainer.sample_grid(trainer.run_dir / "samples" / f"step-{trainer.step:07d}.png")
+            path = trainer.run_dir / "samples" / f"step-{trainer.step:07d}.png"
+            trainer.picture("samples", trainer.sample_grid(path))
 
     def data_record(self, conditional: bool) -> dict:
         """The part of ``model.json`` that says what the run draws: its data, split, image shape and classes."""

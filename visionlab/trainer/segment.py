@@ -179,6 +179,7 @@ class SegmentTrainer(KeepsBest, Trainer):
         scale = max(1, math.ceil(256 / grid.shape[1]))
         grid = F.interpolate(grid.permute(2, 0, 1)[None], scale_factor=scale, mode="nearest")[0].permute(1, 2, 0)
         save_image(self.run_dir / "predictions.png", grid)
+        self.picture("predictions", grid)  # image | truth | prediction overlays
         epochs = [r["step"] / self.steps_per_epoch for r in self.history]
         if self.history:
             curve_figure(self.run_dir / "curves.png", {
