@@ -121,9 +121,12 @@ def evaluate(run: str | Path, *, data: str | None = None, split: str = "test", d
 
 def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
     """Classify image files (a ViT run) or clips (a ViViT run) with the model of run folder ``run``:
-    ``[{"file", "class", "probability"}, ...]``."""
+    ``[{"file", "class", "probability"}, ...]``; a ``features`` run (its ``pipeline.joblib``): ``[{"file",
+    "class"}, ...]``."""
     if not files:
         raise ConfigError("no files to predict")
+    if (Path(run) / "pipeline.joblib").is_file():
+        return features_task.predict_files(run, list(files))
     return classify_task.predict_files(run, list(files), device=device)
 
 

@@ -190,8 +190,10 @@ def _add_run_readers(commands) -> None:
     predict = commands.add_parser(
         "predict", help="classify files with a trained run",
         description="Classify image files (a ViT run) or clips (.npy arrays or folders of frames; a ViViT run) with "
-                    "the weights of a run folder written by 'visionlab train'.")
-    predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors)")
+                    "the weights of a run folder written by 'visionlab train', or image files with the fitted "
+                    "pipeline of a 'visionlab features' run.")
+    predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors) or "
+                                     "of 'visionlab features' (holds pipeline.joblib)")
     predict.add_argument("files", nargs="+", help="images or clips")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     predict.set_defaults(handler=run_predict)
@@ -394,7 +396,7 @@ REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_
 
 def run_predict(args: argparse.Namespace) -> int:
     for row in api.predict(args.run, args.files, device=args.device):
-        print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
+        print(f"{row['file']}: {row['class']}" + (f" ({row['probability']:.1%})" if "probability" in row else ""))
     return 0
 
 

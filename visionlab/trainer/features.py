@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
 from visionlab.components.features import EXTRACTORS, HogFeatures, LocalFeatures, build_extractor, upscale
-from visionlab.data.datasets import ImageDataset, load_dataset
+from visionlab.data.datasets import ImageDataset, load_dataset, read_grey
 from visionlab.data.images import parse_size
-from visionlab.models.classic import CLASSIFIERS, build_pipeline, save_pipeline
+from visionlab.models.classic import CLASSIFIERS, build_pipeline, load_pipeline, save_pipeline, saved_metadata
 from visionlab.opt import FeaturesConfig
+from visionlab.util.errors import DataError
 from visionlab.util.io import new_run_dir, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
 
@@ -92,12 +93,27 @@ def run_features(config: FeaturesConfig) -> dict:
     if panels:
         overlay_figure(run_dir / "features.png", panels, title=f"{config.extractor} on {dataset.name}")
     save_pipeline(run_dir / "pipeline.joblib", pipeline,
-                  metadata={"class_names": dataset.class_names, "visionlab": __version__})
+                  metadata={"class_names": dataset.class_names, "image_shape": list(dataset.images.shape[1:3]),
+                            "visionlab": __version__})
     write_json(run_dir / "metrics.json", metrics)
     summary = {"task": "features", "status": "finished", "run_dir": str(run_dir), "metrics": _brief(metrics),
                "version": __version__}
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def predict_files(run: str | Path, files: list[str]) -> list[dict]:
+    """The class of each image file by the fitted pipeline of a features run: ``[{"file", "class"}, ...]``. Each
+    image is read as the training images were: grey, resized to their size."""
+    path = Path(run) / "pipeline.joblib"
+    if not path.is_file():
+        raise DataError(f"{run}: no pipeline.joblib (a 'visionlab features' run without --compare saves one)")
+    pipeline, record = load_pipeline(path), saved_metadata(path)
+    if "image_shape" not in record:
+        raise DataError(f"{path}: its record has no image size (saved by an older visionlab); train it again")
+    images = np.stack([read_grey(file, tuple(record["image_shape"])) for file in files])  # (N, H, W)
+    names = record["class_names"]
+    return [{"file": str(file), "class": names[int(k)]} for file, k in zip(files, pipeline.predict(images))]
 
 
 def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, run_dir: Path) -> dict:
