@@ -141,7 +141,12 @@ def test_predict_reads_a_features_run_and_matches_its_pipeline(tmp_path, capsys)
     capsys.readouterr()
     assert main(["predict", str(run), *map(str, files)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{f}: {c}" for f, c in zip(files, expected)]
+    assert main(["features", "--extractor", "hog", "--out", str(tmp_path), "--predict", *map(str, files)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{f}: {c}" for f, c in zip(files, expected)]
+    assert [r["class"] for r in vl.features_predict(files[:1], "digits", out=str(tmp_path))] == expected[:1]
     assert main(["predict", str(tmp_path / "features"), str(files[0])]) == 2  # a folder without a run
+    assert main(["features", "--classifier", "knn", "--out", str(tmp_path), "--predict", str(files[0])]) == 2
+    assert "digits-hog-knn" in capsys.readouterr().err
 
 
 def test_a_pipeline_file_naming_other_functions_is_refused(tmp_path):

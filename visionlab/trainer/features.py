@@ -24,7 +24,7 @@ from visionlab.data.images import parse_size
 from visionlab.models.classic import CLASSIFIERS, build_pipeline, load_pipeline, save_pipeline, saved_metadata
 from visionlab.opt import FeaturesConfig
 from visionlab.util.errors import DataError
-from visionlab.util.io import new_run_dir, write_json, write_text, write_yaml
+from visionlab.util.io import new_run_dir, slug, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
 
 
@@ -79,9 +79,7 @@ def run_features(config: FeaturesConfig) -> dict:
     config.validate()
     dataset = load_dataset(config.data, image_size=_size_pair(config.image_size))
     train, test = dataset.split(test_size=config.test_size, seed=config.seed)
-    default = f"{Path(config.data).name}-compare" if config.compare else \
-        f"{Path(config.data).name}-{config.extractor}-{config.classifier}"
-    run_dir = new_run_dir(config.out, "features", config.name or default)
+    run_dir = new_run_dir(config.out, "features", run_name(config))
     write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
     if config.compare:
         return _compare(config, train, test, run_dir)
@@ -100,6 +98,19 @@ def run_features(config: FeaturesConfig) -> dict:
                "version": __version__}
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def run_name(config: FeaturesConfig) -> str:
+    """The run folder's name: ``--name``, else DATA-EXTRACTOR-CLASSIFIER (DATA-compare)."""
+    default = f"{Path(config.data).name}-compare" if config.compare else \
+        f"{Path(config.data).name}-{config.extractor}-{config.classifier}"
+    return config.name or default
+
+
+def predict_named(config: FeaturesConfig, files: list[str]) -> list[dict]:
+    """:func:`predict_files` with the run these options name: OUT/features/NAME (the first run of that name)."""
+    config.validate()
+    return predict_files(Path(config.out) / "features" / slug(run_name(config)), files)
 
 
 def predict_files(run: str | Path, files: list[str]) -> list[dict]:
