@@ -222,8 +222,8 @@ def mnist(root: str | Path, *, class_names: list[str] | None = None) -> ImageDat
     if not parts:
         raise DataError(f"{root}: no MNIST IDX files (expected {IDX_ACCEPTED})")
     if class_names is None:  # "0" .. "9"; a prefixed set (EMNIST letters: 1 .. 26) as many as its labels need
-        tops = [int(v.max()) for v in (read_idx(labels) for _, labels, _ in parts)
-                if prefix and v.ndim == 1 and v.size and v.dtype == np.uint8]
+        labels = [read_idx(labels) for _, labels, _ in parts] if prefix else []  # images are read first below
+        tops = [int(v.max()) for v in labels if v.ndim == 1 and v.size and v.dtype == np.uint8]
         class_names = [str(k) for k in range(max([9, *tops]) + 1)]
     names = list(class_names)
     parts = [(images, *_idx_pair(images, labels, names), test) for images, labels, test in parts]
