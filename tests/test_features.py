@@ -1,7 +1,10 @@
 """Hand-made features and classic learners: HOG, SIFT, dense SIFT, pooling, pipelines, and the features command."""
 
+import hashlib
 import json
+import os
 
+import joblib
 import numpy as np
 import pytest
 from skimage.feature import hog
@@ -9,7 +12,7 @@ from skimage.feature import hog
 import visionlab as vl
 from visionlab.cli import main
 from visionlab.components.features import HogFeatures, LocalFeatures, build_extractor
-from visionlab.data.datasets import digits, faces
+from visionlab.data.datasets import digits, faces, read_grey
 from visionlab.data.images import save_image
 from visionlab.models.classic import build_pipeline, load_pipeline, save_pipeline
 from visionlab.util.errors import ConfigError, DataError
@@ -118,3 +121,42 @@ def test_features_command_with_no_keypoints_anywhere_exits_2(tmp_path, capsys):
     assert main(["features", "--data", str(tmp_path / "flat"), "--extractor", "sift", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "found no keypoints in any of the 6 training images" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_reads_a_features_run_and_matches_its_pipeline(tmp_path, capsys):
+    assert main(["features", "--data", "digits", "--extractor", "hog", "--classifier", "svm", "--quiet", "--out",
+                 str(tmp_path)]) == 0
+    run = tmp_path / "features" / "digits-hog-svm"
+    data = digits()
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"digit{i}.png")
+        save_image(files[-1], data.images[i])
+    pipeline = load_pipeline(run / "pipeline.joblib")
+    again = np.stack([read_grey(f, data.images.shape[1:3]) for f in files])
+    expected = [data.class_names[k] for k in pipeline.predict(again)]
+    rows = vl.predict(str(run), [str(f) for f in files])
+    assert [r["class"] for r in rows] == expected and [r["file"] for r in rows] == [str(f) for f in files]
+    assert expected == [data.class_names[k] for k in data.labels[:4]]  # the training images themselves: right
+    capsys.readouterr()
+    assert main(["predict", str(run), *map(str, files)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{f}: {c}" for f, c in zip(files, expected)]
+    assert main(["features", "--extractor", "hog", "--out", str(tmp_path), "--predict", *map(str, files)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{f}: {c}" for f, c in zip(files, expected)]
+    assert [r["class"] for r in vl.features_predict(files[:1], "digits", out=str(tmp_path))] == expected[:1]
+    assert main(["predict", str(tmp_path / "features"), str(files[0])]) == 2  # a folder without a run
+    assert main(["features", "--classifier", "knn", "--out", str(tmp_path), "--predict", str(files[0])]) == 2
+    assert "digits-hog-knn" in capsys.readouterr().err
+
+
+def test_a_pipeline_file_naming_other_functions_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return os.system, ("echo unpickled > " + str(tmp_path / "ran"),)
+
+    path = tmp_path / "p.joblib"
+    joblib.dump(Evil(), path)
+    (tmp_path / "p.joblib.json").write_text(json.dumps({"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}))
+    with pytest.raises(DataError, match=r"refused to unpickle (posix|os|nt)\.system"):
+        load_pipeline(path)
+    assert not (tmp_path / "ran").exists()

@@ -85,3 +85,18 @@ def test_hash_grid_fit_uses_instant_ngp_sizes_and_adam_settings(tmp_path):
     assert [m.out_features for m in hidden[:-1]] == [64, 64]  # Instant-NGP's MLP: two hidden layers of 64
     log = trainer.train()
     assert log["metrics"]["psnr"] > 30  # a hash grid fits a 24 x 24 image in 60 steps
+
+
+def test_a_one_frame_gif_is_fitted_as_an_image(tmp_path):
+    from PIL import Image
+    from visionlab.data.signals import load_signal, signal_kind
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "one.gif")
+    assert signal_kind(tmp_path / "one.gif") == "image"
+    signal = load_signal(tmp_path / "one.gif")
+    assert signal.kind == "image" and tuple(signal.shape) == (12, 16)
+    summary = vl.fit_run(str(tmp_path / "one.gif"), steps=20, eval_every=10, out=str(tmp_path), **SMALL)
+    assert summary["metrics"]["kind"] == "image" and summary["metrics"]["shape"] == [12, 16]
+    frames = [Image.fromarray(pixels), Image.fromarray(255 - pixels)]
+    frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert signal_kind(tmp_path / "two.gif") == "video"

@@ -243,3 +243,42 @@ def test_unrecognised_paths(tmp_path):
         load_arrays(tmp_path / "notes.txt")
     with pytest.raises(DataError, match="not a data set file this reader knows"):
         load_arrays(tmp_path)
+
+
+@pytest.mark.parametrize("names", [
+    ("emnist-letters-train-images-idx3-ubyte.gz", "emnist-letters-train-labels-idx1-ubyte.gz",
+     "emnist-letters-test-images-idx3-ubyte.gz", "emnist-letters-test-labels-idx1-ubyte.gz"),
+    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ("kmnist-train-images.idx3-ubyte", "kmnist-train-labels.idx1-ubyte", "kmnist-t10k-images.idx3-ubyte",
+     "kmnist-t10k-labels.idx1-ubyte"),
+])
+def test_idx_files_are_found_by_pattern(tmp_path, names):
+    rng = np.random.default_rng(1)
+    for (images, labels), n in zip((names[:2], names[2:]), (5, 3)):
+        write(tmp_path / images, idx_bytes(rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)))
+        write(tmp_path / labels, idx_bytes(np.arange(1, n + 1, dtype=np.uint8) * (4 if "emnist" in labels else 1)))
+    d = load_arrays(tmp_path)
+    assert d.images.shape == (8, 4, 4) and d.is_test.tolist() == [False] * 5 + [True] * 3
+    if names[0].startswith("emnist"):  # EMNIST letters count from 1; a prefixed set has as many classes as it needs
+        assert d.labels.tolist() == [4, 8, 12, 16, 20, 4, 8, 12] and d.class_names == [str(k) for k in range(21)]
+    else:
+        assert d.labels.tolist() == [1, 2, 3, 4, 5, 1, 2, 3] and d.class_names == [str(k) for k in range(10)]
+
+
+def test_idx_names_without_a_split_and_the_errors_that_name_the_patterns(tmp_path):
+    rng = np.random.default_rng(2)
+    write(tmp_path / "digits-images-idx3-ubyte.gz", idx_bytes(rng.integers(0, 256, (6, 3, 3), dtype=np.uint8)))
+    write(tmp_path / "digits-labels-idx1-ubyte.gz", idx_bytes(np.arange(6, dtype=np.uint8) % 3))
+    d = load_arrays(tmp_path)
+    assert len(d) == 6 and d.is_test is None
+    write(tmp_path / "other-images-idx3-ubyte", idx_bytes(rng.integers(0, 256, (2, 3, 3), dtype=np.uint8)))
+    with pytest.raises(DataError, match="IDX files of 2 data sets .*'digits-', 'other-'.*folder of its own"):
+        load_arrays(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"no MNIST IDX files \(expected \[PREFIX\]train-images-idx3-ubyte"):
+        mnist(empty)
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"\[PREFIX\]train-images-idx3-ubyte.*one sub-folder per class") as error:
+        load_arrays(empty)
+    assert "image_folder" not in str(error.value)

@@ -86,6 +86,19 @@ def features(data: str = "digits", *, extractor: str = "hog", classifier: str = 
     return run_config(build_config(FeaturesConfig, data=data, extractor=extractor, classifier=classifier, **options))
 
 
+def features_predict(files: list[str], data: str = "digits", *, extractor: str = "hog", classifier: str = "svm",
+                     **options) -> list[dict]:
+    """Classify image files with the pipeline of the features run these options name (OUT/features/NAME, as
+    :func:`features` names it): ``[{"file", "class"}, ...]``; ``predict(run, files)`` takes the folder itself.
+
+    >>> vl.features_predict(["seven.png"], "digits", extractor="hog", classifier="svm")  # doctest: +SKIP
+    """
+    if not files:
+        raise ConfigError("no files to predict")
+    config = build_config(FeaturesConfig, data=data, extractor=extractor, classifier=classifier, **options)
+    return features_task.predict_named(config, list(files))
+
+
 def experiment(experiment: str = "evos-table1", /, **options) -> dict:
     """Run every cell of a table (see ``manager.EXPERIMENTS``) and return it: ``markdown`` and ``rows``.
     ``options`` are the fields of :class:`visionlab.opt.ExperimentConfig`. Calling it again with the same
@@ -121,9 +134,12 @@ def evaluate(run: str | Path, *, data: str | None = None, split: str = "test", d
 
 def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
     """Classify image files (a ViT run) or clips (a ViViT run) with the model of run folder ``run``:
-    ``[{"file", "class", "probability"}, ...]``."""
+    ``[{"file", "class", "probability"}, ...]``; a ``features`` run (its ``pipeline.joblib``): ``[{"file",
+    "class"}, ...]``."""
     if not files:
         raise ConfigError("no files to predict")
+    if (Path(run) / "pipeline.joblib").is_file():
+        return features_task.predict_files(run, list(files))
     return classify_task.predict_files(run, list(files), device=device)
 
 

@@ -163,6 +163,10 @@ def _add_config_command(commands, name: str) -> None:
         command.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its "
                              "checkpoint.pt) exactly where it stopped; its own options are used (--device, "
                              "--threads, --quiet may change)")
+    if name == "features":
+        command.add_argument("--predict", nargs="+", metavar="FILE", help="classify these images with the fitted "
+                             "pipeline of the run OUT/features/NAME that these options name, instead of training "
+                             "(also: visionlab predict RUN FILE ...)")
     add_options(command, cls, positional_optional=name in ("fit", "shapes"))
     command.set_defaults(handler=run_command, call=name, config=cls, report=REPORTS[name])
 
@@ -190,8 +194,10 @@ def _add_run_readers(commands) -> None:
     predict = commands.add_parser(
         "predict", help="classify files with a trained run",
         description="Classify image files (a ViT run) or clips (.npy arrays or folders of frames; a ViViT run) with "
-                    "the weights of a run folder written by 'visionlab train'.")
-    predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors)")
+                    "the weights of a run folder written by 'visionlab train', or image files with the fitted "
+                    "pipeline of a 'visionlab features' run.")
+    predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors) or "
+                                     "of 'visionlab features' (holds pipeline.joblib)")
     predict.add_argument("files", nargs="+", help="images or clips")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     predict.set_defaults(handler=run_predict)
@@ -264,7 +270,8 @@ def run_train(args: argparse.Namespace, options: dict) -> dict:
 # How each command calls the API (looked up when it runs). Positional-only and required arguments come first.
 CALLS = {
     "fit": lambda args, options: api.fit_run(preset=args.preset, resume=args.resume, **options),
-    "features": lambda args, options: api.features(**options),
+    "features": lambda args, options: api.features_predict(args.predict, **options) if args.predict else
+    api.features(**options),
     "train": run_train,
     "experiment": lambda args, options: api.experiment(options.pop("experiment"), **options),
     "shapes": lambda args, options: api.shapes(**options),
@@ -338,7 +345,9 @@ def _evaluation(m: dict) -> str:
     return f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
 
 
-def report_features(summary: dict) -> int:
+def report_features(summary: dict | list) -> int:
+    if isinstance(summary, list):  # --predict: one row per file
+        return print_predictions(summary)
     if "table" in summary:
         print(summary["table"], end="")
     else:
@@ -393,8 +402,12 @@ REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    for row in api.predict(args.run, args.files, device=args.device):
-        print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
+    return print_predictions(api.predict(args.run, args.files, device=args.device))
+
+
+def print_predictions(rows: list[dict]) -> int:
+    for row in rows:
+        print(f"{row['file']}: {row['class']}" + (f" ({row['probability']:.1%})" if "probability" in row else ""))
     return 0
 
 

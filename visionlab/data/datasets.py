@@ -123,14 +123,18 @@ def image_folder(root: str | Path, *, image_size: tuple[int, int] = (64, 64)) ->
     if len(classes) < 2:
         raise DataError(f"{root} has one class ({classes[0].name}); a classifier needs at least two")
     images, labels, sources = [], [], []
-    size = f"{image_size[0]}x{image_size[1]}"
     for label, (name, paths) in enumerate(files.items()):
         for path in paths:
-            values = load_image(path, size=size).values.numpy()  # (H, W, C), checked and decoded
-            images.append(_grey(values))
+            images.append(read_grey(path, image_size))
             labels.append(label)
             sources.append(str(path))
     return ImageDataset(root.name, np.stack(images), np.array(labels, dtype=np.int64), list(files), None, sources)
+
+
+def read_grey(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
+    """One image file as grey (H, W) float32 in [0, 1], resized to ``image_size``: how folders are read."""
+    values = load_image(path, size=f"{image_size[0]}x{image_size[1]}").values.numpy()  # (H, W, C), checked
+    return _grey(values)
 
 
 def load_dataset(name: str, *, image_size: tuple[int, int] = (64, 64)) -> ImageDataset:

@@ -2,7 +2,7 @@
 
 Nothing is downloaded: point :func:`load_arrays` at what is on disk and it picks the reader.
 
-**MNIST IDX** (LeCun et al. 1998; Fashion-MNIST and KMNIST use the same files). A big-endian header, then the values::
+**MNIST IDX** (LeCun et al. 1998; Fashion-MNIST, KMNIST and EMNIST use the same files). A big-endian header, then the values::
 
     magic = 0x00 0x00 <type code> <d>,   d sizes as unsigned 32-bit integers,   prod(sizes) values
 
@@ -158,13 +158,33 @@ def read_idx(path: str | Path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))
 
 
-def _find(root: Path, stem: str, ndim: int) -> Path | None:
-    """MNIST's file names, and the dotted variant some mirrors use, plain or gzipped."""
-    for name in (f"{stem}-idx{ndim}-ubyte", f"{stem}.idx{ndim}-ubyte"):
-        for suffix in ("", ".gz"):
-            if (root / (name + suffix)).is_file():
-                return root / (name + suffix)
-    return None
+# [prefix][train | t10k | test-]images-idx3-ubyte / ...labels-idx1-ubyte, a dot for the dash before idx on some
+# mirrors, plain or .gz: MNIST, Fashion-MNIST and KMNIST (no prefix), EMNIST ("emnist-letters-"), or one unsplit pair.
+IDX_NAME = re.compile(r"(?P<prefix>.*?)(?:(?P<part>train|t10k|test)-)?(?P<what>images|labels)[-.]"
+                      r"idx(?P<ndim>[13])-ubyte(?:\.gz)?")
+IDX_ACCEPTED = ("[PREFIX]train-images-idx3-ubyte with [PREFIX]train-labels-idx1-ubyte, and / or t10k- (or test-) "
+                "images and labels, or one unsplit [PREFIX]images-idx3-ubyte / labels-idx1-ubyte pair; each plain or "
+                ".gz, a dot allowed before idx")
+
+
+def _idx_files(root: Path) -> tuple[str, dict[tuple[str, str], Path]]:
+    """The prefix and {(part, "images" | "labels"): file} of the one IDX data set in ``root``; part is "train",
+    "test" or ""."""
+    found = {}
+    for path in sorted(p for p in list_folder(root) if p.is_file()):
+        match = IDX_NAME.fullmatch(path.name)
+        if match is None or match["ndim"] != ("3" if match["what"] == "images" else "1"):
+            continue
+        part = {"t10k": "test", None: ""}.get(match["part"], match["part"])
+        found.setdefault(match["prefix"], {}).setdefault((part, match["what"]), []).append(path)
+    if len(found) > 1:
+        raise DataError(f"{root}: IDX files of {len(found)} data sets ("
+                        f"{', '.join(repr(p or '(no prefix)') for p in found)}); put each in a folder of its own")
+    prefix, files = next(iter(found.items()), ("", {}))
+    for key, paths in files.items():
+        if len(paths) > 1:
+            raise DataError(f"{root}: both {paths[0].name} and {paths[1].name}; keep one of them")
+    return prefix, {key: paths[0] for key, paths in files.items()}
 
 
 def _idx_pair(images_path: Path, labels_path: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -184,20 +204,29 @@ def _idx_pair(images_path: Path, labels_path: Path, class_names: list[str]) -> t
 def mnist(root: str | Path, *, class_names: list[str] | None = None) -> ImageDataset:
     """A folder of MNIST-style IDX files: the train and / or t10k pairs; t10k is the fixed test set.
 
-    ``class_names`` defaults to "0" .. "9"; pass your own for IDX data sets with other classes.
+    Files are found by pattern (``IDX_ACCEPTED``): MNIST's, Fashion-MNIST's and KMNIST's names, and EMNIST's
+    (``emnist-letters-train-images-idx3-ubyte.gz``, ``emnist-letters-test-...``). ``class_names`` defaults to
+    "0" .. "9" (a prefixed set such as EMNIST's: "0" up to its largest label); pass your own for other classes.
     """
-    root, names = Path(root), list(class_names or map(str, range(10)))
-    parts = []
-    for stem in ("train", "t10k"):
-        images, labels = _find(root, f"{stem}-images", 3), _find(root, f"{stem}-labels", 1)
+    root = Path(root)
+    (prefix, files), parts = _idx_files(root), []
+    for part in ("train", "test", ""):
+        images, labels = files.get((part, "images")), files.get((part, "labels"))
         if (images is None) != (labels is None):
-            found, wanted = (images, "labels-idx1") if labels is None else (labels, "images-idx3")
-            raise DataError(f"{root}: found {found.name} but not {stem}-{wanted}-ubyte (plain or .gz)")
+            found = images or labels
+            wanted = found.name.replace("images", "labels").replace("idx3", "idx1") if labels is None else \
+                found.name.replace("labels", "images").replace("idx1", "idx3")
+            raise DataError(f"{root}: found {found.name} but not {wanted.removesuffix('.gz')} (plain or .gz)")
         if images is not None:
-            parts.append((images, *_idx_pair(images, labels, names), stem == "t10k"))
+            parts.append((images, labels, part == "test"))
     if not parts:
-        raise DataError(f"{root}: no MNIST IDX files (expected train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                        f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain or .gz)")
+        raise DataError(f"{root}: no MNIST IDX files (expected {IDX_ACCEPTED})")
+    if class_names is None:  # "0" .. "9"; a prefixed set (EMNIST letters: 1 .. 26) as many as its labels need
+        labels = [read_idx(labels) for _, labels, _ in parts] if prefix else []  # images are read first below
+        tops = [int(v.max()) for v in labels if v.ndim == 1 and v.size and v.dtype == np.uint8]
+        class_names = [str(k) for k in range(max([9, *tops]) + 1)]
+    names = list(class_names)
+    parts = [(images, *_idx_pair(images, labels, names), test) for images, labels, test in parts]
     if len({images.shape[1:] for _, images, _, _ in parts}) > 1:
         raise DataError(f"{root}: train images are {parts[0][1].shape[1:]} but t10k images {parts[1][1].shape[1:]}")
     images, labels, is_test, sources = _combine(parts)
@@ -377,5 +406,5 @@ def load_arrays(path: str | Path, **options) -> ImageDataset | ArrayDataset:
                                                                            for n in names):
         return cifar(path, **options)
     raise DataError(f"{path}: not a data set file this reader knows: expected an .npz (images, labels), MNIST IDX "
-                    f"files (*-idx3-ubyte, *-idx1-ubyte, plain or .gz) or CIFAR python batches (data_batch_*, "
-                    f"test_batch / train, test); for a folder of class sub-folders use image_folder")
+                    f"files ({IDX_ACCEPTED}) or CIFAR python batches (data_batch_*, "
+                    f"test_batch / train, test); a folder of images needs one sub-folder per class")

@@ -12,7 +12,7 @@ By module:
   (:func:`~visionlab.data.video_signals.load_video`, ``save_video``).
 
 :func:`load_signal` picks the loader from the name or the file: ``.wav`` -> audio; ``.gif``, ``.npy`` or a folder
--> video; anything else -> image.
+-> video; anything else -> image. A GIF of one frame is a still picture, so it is fitted as an image.
 
 Example::
 
@@ -32,6 +32,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from PIL import Image
+
 from visionlab.data.audio import AUDIO_SUFFIXES, load_audio
 from visionlab.data.grid import AUDIO_SAMPLES, VIDEO_SAMPLES, GridSignal, as_signal, check_given
 from visionlab.data.images import SAMPLE_IMAGES, load_image
@@ -40,8 +42,8 @@ from visionlab.util.errors import ConfigError, DataError
 
 
 def signal_kind(spec: str | os.PathLike) -> str:
-    """Which loader reads ``spec``: a built-in's kind; ``.wav`` audio; ``.gif``, ``.npy`` or a folder video; else
-    image."""
+    """Which loader reads ``spec``: a built-in's kind; ``.wav`` audio; ``.gif`` (of more than one frame), ``.npy`` or
+    a folder video; else image."""
     text, path = check_given(spec, "signal"), Path(spec)
     if not path.exists():
         if text in AUDIO_SAMPLES:
@@ -51,9 +53,20 @@ def signal_kind(spec: str | os.PathLike) -> str:
     suffix = path.suffix.lower()
     if suffix in AUDIO_SUFFIXES:
         return "audio"
+    if suffix == ".gif" and _frame_count(path) == 1:
+        return "image"
     if suffix in VIDEO_SUFFIXES or path.is_dir():
         return "video"
     return "image"
+
+
+def _frame_count(path: Path) -> int | None:
+    """Frames in a GIF, or None where Pillow cannot tell (the video reader then says what is wrong with it)."""
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    except Exception:  # Pillow raises OSError, SyntaxError, ValueError ... for damaged or foreign data
+        return None
 
 
 def load_signal(spec: str | os.PathLike, *, kind: str | None = None, size: str | int | None = None,

@@ -9,7 +9,11 @@ Features are standardised first (zero mean, unit variance per dimension): both l
 features are computed once, outside the search.
 
 Saving uses joblib (a pickle): a pickle can run code when loaded, so load only pipelines you saved yourself. The file
-is written with its SHA-256 beside it, and :func:`load_pipeline` refuses a file whose digest does not match.
+is written with its SHA-256 beside it, and :func:`load_pipeline` refuses a file whose digest does not match. It is
+then read by an unpickler that builds only classes of scikit-learn, NumPy, SciPy, joblib's array wrapper and
+visionlab, plus the few reconstructor functions they name (``PIPELINE_FUNCTIONS``); a file naming anything else
+(``os.system``, ``builtins.eval``, ...) is refused before it runs. (skops would be the other way; it is not a
+dependency of visionlab, and this reader keeps the run folders written so far readable.)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 from pathlib import Path
 
 import joblib
+from joblib.numpy_pickle import NumpyUnpickler
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
@@ -29,6 +34,12 @@ from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import atomic_write, write_json
 
 CLASSIFIERS = ("svm", "knn")
+
+# What a saved pipeline may build: classes from these packages, and these functions (array and Cython reconstructors).
+PIPELINE_PACKAGES = ("sklearn", "numpy", "scipy", "joblib", "visionlab")
+PIPELINE_FUNCTIONS = {("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+                      ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+                      ("numpy.ma.core", "_mareconstruct"), ("copyreg", "_reconstructor")}
 
 # Defaults that are good on the built-in data (HOG + SVM on digits: 99.6% on the 75/25 split, seed 0).
 PARAM_GRIDS = {
@@ -72,9 +83,39 @@ def load_pipeline(path: str | Path) -> Pipeline:
     record = path.with_suffix(path.suffix + ".json")
     if not path.is_file() or not record.is_file():
         raise DataError(f"no saved pipeline at {path} (with its record {record.name})")
-    if json.loads(record.read_text())["sha256"] != _sha256(path):
+    if saved_metadata(path).get("sha256") != _sha256(path):
         raise DataError(f"{path} does not match the digest saved with it; refusing to unpickle it")
-    return joblib.load(path)
+    try:
+        with open(path, "rb") as file:
+            return _PipelineUnpickler(str(path), file, True).load()
+    except DataError:
+        raise
+    except Exception as error:  # a damaged pickle raises UnpicklingError, EOFError, ValueError, ...
+        raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+
+
+class _PipelineUnpickler(NumpyUnpickler):
+    """joblib's reader, building only the classes and functions a fitted pipeline needs."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in PIPELINE_FUNCTIONS:
+            return super().find_class(module, name)
+        if module.split(".")[0] in PIPELINE_PACKAGES:  # nothing outside these packages is even imported
+            found = super().find_class(module, name)
+            if isinstance(found, type) or (module.startswith("sklearn.") and name == "newObj"):  # Cython trees
+                return found
+        raise DataError(f"{self.filename}: refused to unpickle {module}.{name}: a saved pipeline holds only "
+                        f"classes of {', '.join(PIPELINE_PACKAGES)}, and a pickle naming anything else could run "
+                        f"code")
+
+
+def saved_metadata(path: str | Path) -> dict:
+    """The record :func:`save_pipeline` wrote beside ``path``: its digest and metadata."""
+    record = Path(path).with_suffix(Path(path).suffix + ".json")
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {record}: {error}") from None
 
 
 def _sha256(path: Path) -> str:

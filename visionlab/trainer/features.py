@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
 from visionlab.components.features import EXTRACTORS, HogFeatures, LocalFeatures, build_extractor, upscale
-from visionlab.data.datasets import ImageDataset, load_dataset
+from visionlab.data.datasets import ImageDataset, load_dataset, read_grey
 from visionlab.data.images import parse_size
-from visionlab.models.classic import CLASSIFIERS, build_pipeline, save_pipeline
+from visionlab.models.classic import CLASSIFIERS, build_pipeline, load_pipeline, save_pipeline, saved_metadata
 from visionlab.opt import FeaturesConfig
 from visionlab.trainer.tensorboard import open_board
-from visionlab.util.io import new_run_dir, write_json, write_text, write_yaml
+from visionlab.util.errors import DataError
+from visionlab.util.io import new_run_dir, slug, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
 
 
@@ -79,9 +80,7 @@ def run_features(config: FeaturesConfig) -> dict:
     config.validate()
     dataset = load_dataset(config.data, image_size=_size_pair(config.image_size))
     train, test = dataset.split(test_size=config.test_size, seed=config.seed)
-    default = f"{Path(config.data).name}-compare" if config.compare else \
-        f"{Path(config.data).name}-{config.extractor}-{config.classifier}"
-    run_dir = new_run_dir(config.out, "features", config.name or default)
+    run_dir = new_run_dir(config.out, "features", run_name(config))
     write_yaml(run_dir / "config.yaml", dataclasses.asdict(config))
     board = open_board(run_dir, config)  # no steps: everything at step 0
     try:
@@ -103,12 +102,40 @@ def _single(config: FeaturesConfig, dataset: ImageDataset, train: ImageDataset, 
         board.image("features", run_dir / "features.png", 0)
     board.scalars(_brief(metrics))
     save_pipeline(run_dir / "pipeline.joblib", pipeline,
-                  metadata={"class_names": dataset.class_names, "visionlab": __version__})
+                  metadata={"class_names": dataset.class_names, "image_shape": list(dataset.images.shape[1:3]),
+                            "visionlab": __version__})
     write_json(run_dir / "metrics.json", metrics)
     summary = {"task": "features", "status": "finished", "run_dir": str(run_dir), "metrics": _brief(metrics),
                "version": __version__}
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def run_name(config: FeaturesConfig) -> str:
+    """The run folder's name: ``--name``, else DATA-EXTRACTOR-CLASSIFIER (DATA-compare)."""
+    default = f"{Path(config.data).name}-compare" if config.compare else \
+        f"{Path(config.data).name}-{config.extractor}-{config.classifier}"
+    return config.name or default
+
+
+def predict_named(config: FeaturesConfig, files: list[str]) -> list[dict]:
+    """:func:`predict_files` with the run these options name: OUT/features/NAME (the first run of that name)."""
+    config.validate()
+    return predict_files(Path(config.out) / "features" / slug(run_name(config)), files)
+
+
+def predict_files(run: str | Path, files: list[str]) -> list[dict]:
+    """The class of each image file by the fitted pipeline of a features run: ``[{"file", "class"}, ...]``. Each
+    image is read as the training images were: grey, resized to their size."""
+    path = Path(run) / "pipeline.joblib"
+    if not path.is_file():
+        raise DataError(f"{run}: no pipeline.joblib (a 'visionlab features' run without --compare saves one)")
+    pipeline, record = load_pipeline(path), saved_metadata(path)
+    if "image_shape" not in record:
+        raise DataError(f"{path}: its record has no image size (saved by an older visionlab); train it again")
+    images = np.stack([read_grey(file, tuple(record["image_shape"])) for file in files])  # (N, H, W)
+    names = record["class_names"]
+    return [{"file": str(file), "class": names[int(k)]} for file, k in zip(files, pipeline.predict(images))]
 
 
 def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, run_dir: Path, board) -> dict:
