@@ -9,6 +9,8 @@ from PIL import Image
 import visionlab as vl
 from visionlab.cli import main
 from visionlab.components.attention import attention_rollout, position_similarity
+from visionlab.components.features import oriented_keypoints
+from visionlab.data.images import load_image
 
 TINY_VIT = dict(preset="tiny", image_size=8, patch_size=2, pool="cls", epochs=1, batch_size=64, quiet=True)
 TINY_UNET = ["--base-channels", "8", "--timesteps", "20", "--batch-size", "16", "--sample-steps", "4",
@@ -91,3 +93,16 @@ def test_show_command_writes_the_file_and_refuses_bad_input(vit_run, tmp_path, c
     assert main(["show", "attention", str(tmp_path)]) == 2  # not a run
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("visionlab show: error:") for line in err)
+
+
+def test_keypoints_drawn_match_the_detectors_counts(tmp_path):
+    result = vl.keypoint_picture("camera", size=128, output=str(tmp_path / "k.png"))
+    looks_like_a_picture(tmp_path / "k.png")
+    grey = load_image("camera", size=128).values.numpy().mean(-1)
+    for name in ("sift", "surf"):
+        assert result["counts"][name] == len(oriented_keypoints(grey, name)[0]) > 0
+
+
+def test_hog_picture(tmp_path):
+    assert vl.hog_picture("camera", output=str(tmp_path / "h.png"))["features"] > 0
+    looks_like_a_picture(tmp_path / "h.png")

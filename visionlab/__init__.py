@@ -13,7 +13,7 @@ Script mode: ``visionlab fit coffee --steps 300`` (or ``python -m visionlab``, `
 from visionlab.util.version import __version__  # noqa: E402
 
 from visionlab.api import (attention_maps, diffuse, evaluate, evaluate_samples, experiment, features, fit,  # noqa: E402
-                           fit_run, forward_process, gan, patch_picture, position_similarity, predict,
+                           fit_run, forward_process, gan, hog_picture, keypoint_picture, patch_picture, position_similarity, predict,
                            reverse_trajectory, sample, segment, shapes, show, train, tubelet_picture)
 from visionlab.components.metrics import psnr, ssim  # noqa: E402
 from visionlab.components.sampling import SAMPLERS, EvosSampler, build_sampler  # noqa: E402
@@ -25,6 +25,6 @@ from visionlab.util.device import pick_device  # noqa: E402
 
 __all__ = ["diffuse", "gan", "evaluate", "evaluate_samples", "sample", "segment", "experiment", "features", "fit",
            "fit_run", "predict", "shapes", "train", "show", "attention_maps", "position_similarity",
-           "patch_picture", "tubelet_picture", "forward_process", "reverse_trajectory", "psnr", "ssim", "SAMPLERS", "EvosSampler", "build_sampler",
+           "patch_picture", "tubelet_picture", "forward_process", "reverse_trajectory", "keypoint_picture", "hog_picture", "psnr", "ssim", "SAMPLERS", "EvosSampler", "build_sampler",
            "TRANSFORMS", "make_transform", "SAMPLE_IMAGES", "coordinate_grid", "load_image", "INR_MODELS", "Finer",
            "FourierFeatureMLP", "Siren", "build_inr", "FitConfig", "pick_device", "__version__"]

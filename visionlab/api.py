@@ -242,6 +242,17 @@ def reverse_trajectory(run: str | Path, **options) -> dict:
     return show("reverse", run, **options)
 
 
+def keypoint_picture(image: str = "camera", **options) -> dict:
+    """SIFT and SURF keypoints (scale and orientation) drawn on an image: ``show("keypoints", image)``; ``counts``
+    holds how many each detector found."""
+    return show("keypoints", image, **options)
+
+
+def hog_picture(image: str = "camera", **options) -> dict:
+    """An image's HOG cells: ``show("hog", image)``."""
+    return show("hog", image, **options)
+
+
 # ------------------------------------------------------------------------------------------------ configs -> tasks
 
 def run_config(config, *, resume: tuple[dict, Path] | None = None, callbacks=()):
@@ -407,6 +418,8 @@ def _show(o: ShowConfig) -> dict:
                                                     show=o.show, index=o.index),
         "reverse": lambda: pictures.reverse_picture(source, out, num=o.num, steps=o.steps, show=o.show,
                                                     seed=o.seed, device=device),
+        "keypoints": lambda: pictures.keypoints_picture(source, out, size=o.size or 256),
+        "hog": lambda: pictures.hog_picture(source, out, size=o.size or 128),
     }
     return calls[o.kind]()
 

@@ -15,6 +15,8 @@ PICTURES: dict[str, tuple[str, str | None]] = {
     "tubelets": ("a clip data set (moving-digits), cut into t x h x w tubelets", "moving-digits"),
     "forward": ("an image data set (digits): x_t of DDPM's forward process for growing t", "digits"),
     "reverse": ("a diffusion run folder: DDIM's reverse trajectory and predicted x0", None),
+    "keypoints": ("an image file or built-in name: SIFT and SURF keypoints with scale and orientation", "camera"),
+    "hog": ("an image file or built-in name: its HOG cells", "camera"),
 }
 
 
@@ -28,7 +30,7 @@ class ShowConfig(OnDevice):
     output: str | None = option(None, "picture file to write (default: show-KIND.png here, or in the run folder)")
     index: int = option(0, "attention, tubelets, forward: which test example to show")
     patch_size: int = option(32, "patches: patch size P in pixels")
-    size: int | None = option(None, "patches: image side after resizing (256); tubelets: clip side (32)")
+    size: int | None = option(None, "patches, keypoints: image side after resizing (256; hog: 128); tubelets: clip side (32)")
     tubelet: tuple[int, int, int] = option((2, 8, 8), "tubelets: tubelet size t h w")
     frames: int = option(4, "tubelets: frames of the clip")
     timesteps: int = option(1000, "forward: diffusion steps T")

@@ -15,6 +15,7 @@ import torch
 from einops import rearrange
 
 from visionlab.components.attention import attention_rollout, position_similarity
+from visionlab.components.features import HogFeatures, oriented_keypoints
 from visionlab.data.classification import classification_data
 from visionlab.data.images import load_image
 from visionlab.models.diffusion import GaussianDiffusion
@@ -23,7 +24,8 @@ from visionlab.trainer.classify import load_classifier, model_input, run_data
 from visionlab.trainer.diffuse import load_diffusion_run
 from visionlab.trainer.generative import generative_data, to_unit
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.pictures import (attention_figure, patches_figure, similarity_figure, strip_figure,
+from visionlab.util.plots import overlay_figure
+from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, similarity_figure, strip_figure,
                                      tubelets_figure)
 
 
@@ -147,3 +149,27 @@ def reverse_picture(run: str | Path, out: str | Path, *, num: int = 3, steps: in
         rows.append((f"x0_hat #{b}", [_hwc(to_unit(step[b]).clamp(0, 1)) for step in predicted]))
     path = strip_figure(out, rows, labels, title=f"{Path(run).name}: DDIM reverse trajectory ({steps} steps)")
     return {"picture": str(path), "timesteps": labels}
+
+
+def _grey(image: str, size: int) -> np.ndarray:
+    pixels = load_image(image, size=size).values.numpy()  # (H, W, C) in [0, 1]
+    return pixels.mean(-1)  # (H, W)
+
+
+def keypoints_picture(image: str, out: str | Path, *, size: int = 256) -> dict:
+    """SIFT and SURF keypoints on one grey image: circles of their scale, a radius along their orientation.
+    Returns the picture and the number of keypoints each detector found (and drew)."""
+    grey = _grey(image, size)
+    detections = [(name.upper(), *oriented_keypoints(grey, name)) for name in ("sift", "surf")]
+    path = keypoints_figure(out, grey, detections, title=f"{Path(image).stem}: scale and orientation")
+    return {"picture": str(path), "counts": {name.lower(): len(xy) for name, xy, _, _ in detections}}
+
+
+def hog_picture(image: str, out: str | Path, *, size: int = 128) -> dict:
+    """HOG (Dalal & Triggs 2005): the image and each cell's histogram of gradient orientations."""
+    extractor = HogFeatures(min_side=size)
+    grey = _grey(image, size)
+    vector, picture = extractor.describe(grey, visualize=True)
+    path = overlay_figure(out, [{"image": grey, "title": Path(image).stem, "overlay": picture,
+                                 "overlay_title": "HOG cells"}])
+    return {"picture": str(path), "features": len(vector)}

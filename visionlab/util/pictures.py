@@ -131,6 +131,23 @@ def strip_figure(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[np.
     return _save_small(fig, path)
 
 
+def keypoints_figure(path: str | os.PathLike, image: np.ndarray, detections: Sequence[tuple[str, np.ndarray,
+                     np.ndarray, np.ndarray]], *, title: str = "") -> Path:
+    """One panel per detector on the same grey image (H, W): each keypoint a circle of its scale with a radius
+    drawn along its orientation. ``detections``: (name, xy (K, 2), radius (K,), angle (K,) radians)."""
+    fig, axes = plt.subplots(1, len(detections), figsize=(3.6 * len(detections), 3.8), squeeze=False)
+    for ax, (name, xy, radius, angle) in zip(axes[0], detections):
+        _show(ax, image, f"{name}: {len(xy)} keypoints")
+        for (x, y), r, a in zip(xy, radius, angle):
+            ax.add_patch(plt.Circle((x, y), r, fill=False, color="yellow", linewidth=0.6))
+            ax.plot([x, x + r * np.cos(a)], [y, y + r * np.sin(a)], color="red", linewidth=0.6)
+        ax.set_xlim(-0.5, image.shape[1] - 0.5)
+        ax.set_ylim(image.shape[0] - 0.5, -0.5)  # circles at the border stay inside the panel
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save_small(fig, path)
+
+
 def _tile(images: Sequence[np.ndarray], columns: int, pad: int = 1) -> np.ndarray:
     """Equal-sized (h, w[, C]) images in a grid of ``columns``, separated by ``pad`` white pixels."""
     h, w = images[0].shape[:2]
