@@ -24,7 +24,7 @@ PICTURES: dict[str, tuple[str, str | None]] = {
 class ShowConfig(OnDevice):
     """Draw one picture (``visionlab show KIND SOURCE``) into ``output``."""
 
-    kind: str = option("patches", "the picture: " + "; ".join(f"{k}: {v[0]}" for k, v in PICTURES.items()),
+    kind: str = option("patches", "the kind of picture: " + "; ".join(f"{k}: {v[0]}" for k, v in PICTURES.items()),
                        choices=tuple(PICTURES), positional=True)
     source: str | None = option(None, "run folder, image or data set, as KIND says", positional=True)
     output: str | None = option(None, "picture file to write (default: show-KIND.png here, or in the run folder)")
