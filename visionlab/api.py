@@ -16,14 +16,16 @@ from visionlab.data.datasets import image_files
 from visionlab.manager import GAN_AUGMENT, build_config, experiment_plan
 from visionlab.models.vit import ViT, vit_config
 from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, parse_shard)
+from visionlab.opt import (PICTURES, ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig,
+                           FeaturesConfig, FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig,
+                           parse_shard)
 from visionlab.trainer import adversarial as adversarial_task
 from visionlab.trainer import classify as classify_task
 from visionlab.trainer import diffuse as diffuse_task
 from visionlab.trainer import features as features_task
 from visionlab.trainer import fit as fit_task
 from visionlab.trainer import generative_runs
+from visionlab.trainer import pictures
 from visionlab.trainer import segment as segment_task
 from visionlab.trainer.experiment import Cell, run_experiment
 from visionlab.trainer.gan_augment import gan_augment as run_gan_augment
@@ -210,6 +212,63 @@ def evaluate_samples(run: str | Path, **options) -> dict:
     return run_config(build_config(EvaluateSamplesConfig, run=str(run), **options))
 
 
+def show(kind: str = "patches", source: str | Path | None = None, **options) -> dict:
+    """Draw one picture of an idea at work (``visionlab show KIND SOURCE``) and return ``{"picture": path, ...}``
+    with the numbers drawn. ``kind``: attention, positions (a ViT run), patches (an image), tubelets (a clip data
+    set), forward (an image data set), reverse (a diffusion run); ``options``: the fields of
+    :class:`visionlab.opt.ShowConfig`.
+
+    >>> vl.show("patches", "astronaut", patch_size=32)["picture"]  # doctest: +SKIP
+    'show-patches.png'
+    """
+    return run_config(build_config(ShowConfig, kind=kind, source=None if source is None else str(source),
+                                   **options))
+
+
+def attention_maps(run: str | Path, **options) -> dict:
+    """Each head of the last block of a ViT run and the attention rollout (Abnar & Zuidema 2020) for one test
+    image: ``show("attention", run)``; the result also holds ``last_block`` (h, L, L) and ``rollout`` (L, L)."""
+    return show("attention", run, **options)
+
+
+def position_similarity(run: str | Path, **options) -> dict:
+    """The cosine similarity of a ViT run's learned positional embeddings (ViT Fig. 7): ``show("positions", run)``."""
+    return show("positions", run, **options)
+
+
+def patch_picture(image: str = "astronaut", **options) -> dict:
+    """An image cut into its P x P patches with their token index: ``show("patches", image)``."""
+    return show("patches", image, **options)
+
+
+def tubelet_picture(data: str = "moving-digits", **options) -> dict:
+    """A clip cut into its tubelets: ``show("tubelets", data)``."""
+    return show("tubelets", data, **options)
+
+
+def forward_process(data: str = "digits", **options) -> dict:
+    """x_t of DDPM's forward process q(x_t | x_0) for growing t: ``show("forward", data)``; ``distance`` holds
+    each x_t's distance to x_0."""
+    return show("forward", data, **options)
+
+
+def reverse_trajectory(run: str | Path, **options) -> dict:
+    """A diffusion run's reverse trajectory x_T .. x_0 with the predicted x0 at each shown step:
+    ``show("reverse", run)``."""
+    return show("reverse", run, **options)
+
+
+def keypoint_picture(image: str = "camera", **options) -> dict:
+    """SIFT and SURF keypoints (scale and orientation) drawn on an image: ``show("keypoints", image)``; ``counts``
+    holds how many each detector found."""
+    return show("keypoints", image, **options)
+
+
+def hog_picture(image: str = "camera", **options) -> dict:
+    """An image's HOG cells: ``show("hog", image)``."""
+    return show("hog", image, **options)
+
+
 # ------------------------------------------------------------------------------------------------ configs -> tasks
 
 def run_config(config, *, resume: tuple[dict, Path] | None = None, callbacks=()):
@@ -359,9 +418,31 @@ def _evaluate_samples(o: EvaluateSamplesConfig) -> dict:
                                             device=o.device, quiet=o.quiet)
 
 
+def _show(o: ShowConfig) -> dict:
+    o.validate()
+    source = o.source or PICTURES[o.kind][1]
+    run_folder = o.kind in ("attention", "positions", "reverse")
+    out = o.output or str((Path(source) if run_folder else Path(".")) / f"show-{o.kind}.png")
+    device = "cpu" if o.device == "auto" else o.device  # one picture: the CPU is quick and always there
+    calls = {
+        "attention": lambda: pictures.attention_picture(source, out, index=o.index, device=device),
+        "positions": lambda: pictures.positions_picture(source, out, device=device),
+        "patches": lambda: pictures.patches_picture(source, out, patch_size=o.patch_size, size=o.size or 256),
+        "tubelets": lambda: pictures.tubelets_picture(source, out, tubelet=o.tubelet, frames=o.frames,
+                                                      size=o.size or 32, index=o.index),
+        "forward": lambda: pictures.forward_picture(source, out, timesteps=o.timesteps, schedule=o.schedule,
+                                                    show=o.show, index=o.index),
+        "reverse": lambda: pictures.reverse_picture(source, out, num=o.num, steps=o.steps, show=o.show,
+                                                    seed=o.seed, device=device),
+        "keypoints": lambda: pictures.keypoints_picture(source, out, size=o.size or 256),
+        "hog": lambda: pictures.hog_picture(source, out, size=o.size or 128),
+    }
+    return calls[o.kind]()
+
+
 # config class -> (task name in its checkpoints, the function that trains it); and the commands that do not train.
 TRAINERS = {FitConfig: ("fit", _fit), ClassifyConfig: ("classify", classify_task.train),
             DiffuseConfig: ("diffuse", diffuse_task.train), SegmentConfig: ("segment", segment_task.train),
             GanConfig: ("adversarial", adversarial_task.train)}
 COMMANDS = {FeaturesConfig: features_task.run_features, ExperimentConfig: _experiment, ShapesConfig: _shapes,
-            SampleConfig: _sample, EvaluateSamplesConfig: _evaluate_samples}
+            SampleConfig: _sample, EvaluateSamplesConfig: _evaluate_samples, ShowConfig: _show}

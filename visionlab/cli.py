@@ -17,7 +17,7 @@ from typing import get_type_hints
 from visionlab import api
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, help_text)
+                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig, help_text)
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
@@ -86,6 +86,12 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
                          "share of samples recognised with probability > 0.9 and, for class-conditional runs, how "
                          "often the recognised class is the one asked for. Writes evaluation-samples-*.json into the "
                          "run folder."),
+    "show": (ShowConfig, "draw a picture of an idea at work: attention, positions, patches, tubelets, forward, reverse, "
+                          "keypoints, hog",
+             "Draw one picture from built-in data or a finished run: a ViT run's attention (each head of the last "
+             "block, attention rollout) or positional-embedding similarity; an image's patches or a clip's "
+             "tubelets with their token index; DDPM's forward process; a diffusion run's reverse trajectory; SIFT and SURF keypoints; HOG cells. "
+             "Example: visionlab show patches astronaut --patch-size 32 --output patches.png"),
 }
 
 
@@ -148,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_command(commands, name)
     _add_train(commands)
     _add_run_readers(commands)
-    for name in ("experiment", "shapes", "sample", "evaluate-samples"):
+    for name in ("experiment", "shapes", "sample", "evaluate-samples", "show"):
         _add_config_command(commands, name)
     return parser
 
@@ -167,7 +173,7 @@ def _add_config_command(commands, name: str) -> None:
         command.add_argument("--predict", nargs="+", metavar="FILE", help="classify these images with the fitted "
                              "pipeline of the run OUT/features/NAME that these options name, instead of training "
                              "(also: visionlab predict RUN FILE ...)")
-    add_options(command, cls, positional_optional=name in ("fit", "shapes"))
+    add_options(command, cls, positional_optional=name in ("fit", "shapes", "show"))
     command.set_defaults(handler=run_command, call=name, config=cls, report=REPORTS[name])
 
 
@@ -277,6 +283,7 @@ CALLS = {
     "shapes": lambda args, options: api.shapes(**options),
     "sample": lambda args, options: api.sample(options.pop("run"), **options),
     "evaluate-samples": lambda args, options: api.evaluate_samples(options.pop("run"), **options),
+    "show": lambda args, options: api.show(**options),
 }
 
 
@@ -397,7 +404,8 @@ def report_evaluate_samples(m: dict) -> int:
 
 # The report of each command, and of each model family's config ('visionlab train').
 REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_experiment, "shapes": report_shapes,
-           "sample": report_sample, "evaluate-samples": report_evaluate_samples, ClassifyConfig: report_classify,
+           "sample": report_sample, "show": lambda result: print(f"picture: {result['picture']}") or 0,
+           "evaluate-samples": report_evaluate_samples, ClassifyConfig: report_classify,
            SegmentConfig: report_segment, DiffuseConfig: report_diffuse, GanConfig: report_gan}
 
 

@@ -173,3 +173,30 @@ def init_vit_weights(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
+
+
+def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020, Eq. 1): how much each token's output draws on each input token
+    through all the blocks. Per block, average the heads and add the identity for the residual connection
+    (A = 0.5 W_att + 0.5 I), renormalise the rows, then multiply through the layers: A~_l = A_l A~_{l-1}.
+
+    ``maps``: one (B, h, L, L) map per block, first block first -> (B, L, L), rows summing to 1.
+    """
+    if not maps:
+        raise ConfigError("attention rollout needs the maps of at least one block")
+    rollout = None
+    for attn in maps:
+        a = attn.mean(dim=1)  # average the heads: (B, L, L)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)  # the residual: + I
+        a = a / a.sum(dim=-1, keepdim=True)  # renormalise each row to 1
+        rollout = a if rollout is None else a @ rollout  # A~_l = A_l A~_{l-1}: (B, L, L)
+    return rollout
+
+
+def position_similarity(pos: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every positional embedding with every other (ViT paper, Fig. 7 centre).
+
+    ``pos``: (L, D), one row per grid position (no [CLS]) -> (L, L) in [-1, 1], 1 on the diagonal.
+    """
+    unit = F.normalize(pos, dim=-1)  # (L, D), rows of length 1
+    return unit @ unit.T  # (L, L)

@@ -160,3 +160,19 @@ def build_extractor(name: str, *, encoding: str = "bow", vocabulary: int = 200, 
     if name in LocalFeatures.DETECTORS:
         return LocalFeatures(detector=name, encoding=encoding, vocabulary=vocabulary, seed=seed)
     raise ConfigError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+
+
+def oriented_keypoints(image: np.ndarray, detector: str = "sift") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints of a grey image (H, W) in [0, 1] with their scale and orientation, for drawing: (xy (K, 2),
+    radius (K,) in pixels, angle (K,) in radians). SIFT (Lowe 2004): OpenCV's detector, radius = half its
+    keypoint size; SURF (Bay et al. 2006): visionlab's, radius = half its box filter's side L = 9 sigma / 1.2."""
+    if detector == "surf":
+        found = Surf().detect(image)
+        return found.xy, (9 / 1.2 / 2) * found.scale, found.orientation  # L / 2, L = 9 sigma / 1.2
+    if detector != "sift":
+        raise ConfigError(f"keypoints are drawn for sift or surf, not {detector!r}")
+    found = cv2.SIFT_create().detect(as_uint8(image), None)
+    if not found:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    xy = np.array([k.pt for k in found], dtype=np.float32)
+    return xy, np.array([k.size / 2 for k in found], np.float32), np.radians([k.angle for k in found]).astype(np.float32)

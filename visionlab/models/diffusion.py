@@ -244,6 +244,13 @@ class GaussianDiffusion(DiffusionSamplers):
 
     add_noise = q_sample
 
+    def forward_strip(self, x0: torch.Tensor, timesteps: list[int], *, seed: int = 0) -> torch.Tensor:
+        """x_t for each t in ``timesteps`` of one image x0 (C, H, W) in [-1, 1], with one fixed noise eps so that
+        only the noise level changes along the strip (Eq. 4) -> (len(timesteps), C, H, W)."""
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0)  # (C, H, W)
+        x0s = x0.expand(len(timesteps), *x0.shape)  # (K, C, H, W)
+        return self.q_sample(x0s, torch.tensor(timesteps, device=x0.device), noise.expand_as(x0s))  # (K, C, H, W)
+
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q(x_{t-1} | x_t, x_0): mean c1 x_0 + c2 x_t, variance beta~_t, clipped log variance (Eq. 6-7)."""
         mean = self._gather("posterior_mean_coef1", t, x_t) * x0 + self._gather("posterior_mean_coef2", t, x_t) * x_t

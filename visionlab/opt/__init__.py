@@ -15,8 +15,9 @@ features, shapes) and ``generate`` (diffusion, GANs, samples).
 from visionlab.opt.classify import ClassifyConfig, FeaturesConfig, SegmentConfig, ShapesConfig
 from visionlab.opt.fields import OnDevice, RunFolder, TensorBoard, from_dict, help_text, option
 from visionlab.opt.fit import ExperimentConfig, FitConfig, parse_shard
+from visionlab.opt.show import PICTURES, ShowConfig
 from visionlab.opt.generate import DiffuseConfig, EvaluateSamplesConfig, GanConfig, SampleConfig
 
 __all__ = ["ClassifyConfig", "DiffuseConfig", "EvaluateSamplesConfig", "ExperimentConfig", "FeaturesConfig",
-           "FitConfig", "GanConfig", "OnDevice", "RunFolder", "SampleConfig", "SegmentConfig", "ShapesConfig",
-           "TensorBoard", "from_dict", "help_text", "option", "parse_shard"]
+           "FitConfig", "GanConfig", "OnDevice", "PICTURES", "RunFolder", "SampleConfig", "SegmentConfig",
+           "ShapesConfig", "ShowConfig", "TensorBoard", "from_dict", "help_text", "option", "parse_shard"]

@@ -204,15 +204,11 @@ def load_classifier(run: str | Path, *, device: str = "auto") -> tuple[torch.nn.
     return model.to(pick_device(device)).eval(), info
 
 
-@torch.no_grad()
-def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto") -> dict:
-    """Accuracy, per-class report and confusion matrix of run ``run``'s model on ``data`` (default: the run's own
-    data set, with its own split); ``split`` is ``test`` or ``all``. Writes ``evaluation-<data>-<split>.json`` and
-    its confusion matrix picture into the run folder and returns the metrics."""
-    run = Path(run)
-    model, info = load_classifier(run, device=device)
+def run_data(run: Path, info: dict, *, data: str | None = None) -> tuple[ClassificationData, str]:
+    """The data a classify run reads (its own, with its split, or ``data``) in the model's sample shape, and its
+    name; evaluation and the run's pictures (trainer/pictures.py) both start here."""
     if not (run / "config.yaml").is_file():
-        raise DataError(f"{run} has no config.yaml; evaluate needs the run folder 'visionlab train' wrote")
+        raise DataError(f"{run} has no config.yaml; evaluate and show need the run folder 'visionlab train' wrote")
     config = read_yaml(run / "config.yaml")
     shape = info["sample_shape"]  # (C, H, W) or (C, T, H, W)
     clip_frame = info.get("clip_frame")
@@ -226,6 +222,17 @@ def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test
     if list(loaded.sample_shape) != list(shape):
         raise DataError(f"{source}: samples of shape {tuple(loaded.sample_shape)}, but the model of {run} reads "
                         f"{tuple(shape)} (channels, [frames,] height, width)")
+    return loaded, source
+
+
+@torch.no_grad()
+def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto") -> dict:
+    """Accuracy, per-class report and confusion matrix of run ``run``'s model on ``data`` (default: the run's own
+    data set, with its own split); ``split`` is ``test`` or ``all``. Writes ``evaluation-<data>-<split>.json`` and
+    its confusion matrix picture into the run folder and returns the metrics."""
+    run = Path(run)
+    model, info = load_classifier(run, device=device)
+    loaded, source = run_data(run, info, data=data)
     names = info["class_names"]
     unknown = [n for n in loaded.class_names if n not in names]
     if unknown:

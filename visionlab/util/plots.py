@@ -15,9 +15,9 @@ import numpy as np  # noqa: E402
 from visionlab.util.io import atomic_write  # noqa: E402
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def _save(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120,
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi,
                                                bbox_inches="tight"))
     plt.close(fig)
     return path
