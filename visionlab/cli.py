@@ -86,11 +86,12 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
                          "share of samples recognised with probability > 0.9 and, for class-conditional runs, how "
                          "often the recognised class is the one asked for. Writes evaluation-samples-*.json into the "
                          "run folder."),
-    "show": (ShowConfig, "draw a picture of an idea at work: attention, positions, patches, tubelets, forward, reverse, "
-                          "keypoints, hog",
+    "show": (ShowConfig, "draw a picture of an idea at work: attention, positions, patches, tubelets, forward, "
+                         "reverse, keypoints, hog",
              "Draw one picture from built-in data or a finished run: a ViT run's attention (each head of the last "
              "block, attention rollout) or positional-embedding similarity; an image's patches or a clip's "
-             "tubelets with their token index; DDPM's forward process; a diffusion run's reverse trajectory; SIFT and SURF keypoints; HOG cells. "
+             "tubelets with their token index; DDPM's forward process; a diffusion run's reverse trajectory; SIFT "
+             "and SURF keypoints; HOG cells. "
              "Example: visionlab show patches astronaut --patch-size 32 --output patches.png"),
 }
 

@@ -175,4 +175,5 @@ def oriented_keypoints(image: np.ndarray, detector: str = "sift") -> tuple[np.nd
     if not found:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
     xy = np.array([k.pt for k in found], dtype=np.float32)
-    return xy, np.array([k.size / 2 for k in found], np.float32), np.radians([k.angle for k in found]).astype(np.float32)
+    scale = np.array([k.size / 2 for k in found], np.float32)
+    return xy, scale, np.radians([k.angle for k in found]).astype(np.float32)

@@ -2,7 +2,8 @@
 
 Nothing is downloaded: point :func:`load_arrays` at what is on disk and it picks the reader.
 
-**MNIST IDX** (LeCun et al. 1998; Fashion-MNIST, KMNIST and EMNIST use the same files). A big-endian header, then the values::
+**MNIST IDX** (LeCun et al. 1998; Fashion-MNIST, KMNIST and EMNIST use the same files). A big-endian header, then
+the values::
 
     magic = 0x00 0x00 <type code> <d>,   d sizes as unsigned 32-bit integers,   prod(sizes) values
 

@@ -30,7 +30,8 @@ class ShowConfig(OnDevice):
     output: str | None = option(None, "picture file to write (default: show-KIND.png here, or in the run folder)")
     index: int = option(0, "attention, tubelets, forward: which test example to show")
     patch_size: int = option(32, "patches: patch size P in pixels")
-    size: int | None = option(None, "patches, keypoints: image side after resizing (256; hog: 128); tubelets: clip side (32)")
+    size: int | None = option(None, "patches, keypoints: image side after resizing (256; hog: 128); tubelets: clip "
+                              "side (32)")
     tubelet: tuple[int, int, int] = option((2, 8, 8), "tubelets: tubelet size t h w")
     frames: int = option(4, "tubelets: frames of the clip")
     timesteps: int = option(1000, "forward: diffusion steps T")

@@ -25,8 +25,8 @@ from visionlab.trainer.diffuse import load_diffusion_run
 from visionlab.trainer.generative import generative_data, to_unit
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.plots import overlay_figure
-from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, similarity_figure, strip_figure,
-                                     tubelets_figure)
+from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, similarity_figure,
+                                     strip_figure, tubelets_figure)
 
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
