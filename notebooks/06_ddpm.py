@@ -87,12 +87,12 @@ show(fig)
 
 # %% [markdown]
 # ## A tiny trained model
-# DDPM's U-Net on the 8 x 8 digits themselves (not the recipe's 16 x 16), 16 base channels, **300 steps** of
+# DDPM's U-Net on the 8 x 8 digits themselves (not the recipe's 16 x 16), 8 base channels (the recipe: 32), **300 steps** of
 # batches of 64 (the `digits-ddpm` recipe trains 7,000 steps for half an hour): enough to see blobs turn into digit
 # strokes, not for good digits. EMA decay 0.98 because the run is short. Samples: DDIM, 20 steps, one row per class.
 
 # %%
-summary = vl.diffuse("ddpm", data="digits", image_size=8, base_channels=16, steps=300, batch_size=64, lr=2e-3,
+summary = vl.diffuse("ddpm", data="digits", image_size=8, base_channels=8, steps=300, batch_size=64, lr=2e-3,
                      warmup_steps=20, ema=0.98, sample_every=0, sample_steps=20, eval_every=50, out=OUT, quiet=True)
 m = summary["metrics"]
 print(f"{m['steps']} steps in {m['train_seconds']:.1f} s; final training loss {m['train_loss']:.4f}, "
