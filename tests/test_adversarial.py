@@ -16,7 +16,7 @@ from visionlab.manager import experiment_plan
 from visionlab.opt import GanConfig
 from visionlab.trainer.adversarial import build_adversarial
 from visionlab.trainer.gan_augment import gan_augment, stratified_subset
-from visionlab.trainer.diffuse import to_model
+from visionlab.trainer.generative import to_model
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 

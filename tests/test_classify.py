@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import visionlab as vl
 from visionlab.cli import main
 from visionlab.data.images import save_image
-from visionlab.trainer.classify import random_affine
+from visionlab.components.augment import random_affine
 
 FAST = dict(preset="tiny", image_size=8, patch_size=2, pool="mean", lr=3e-3, warmup_epochs=0.5, batch_size=32,
             quiet=True)

@@ -164,6 +164,21 @@ def test_every_diffusion_recipe_is_a_valid_configuration():
     assert (dit.model, dit.min_snr, dit.lr_schedule) == ("dit", 5.0, "cosine")
 
 
+def test_a_bad_min_snr_is_a_config_error_when_the_network_is_built(tmp_path):
+    """models/diffusion.py checks --min-snr (> 0; 0 is off): the trainer's build refuses a bad value before a run
+    folder exists, whatever opt.py checks."""
+    from visionlab.opt import DiffuseConfig
+    from visionlab.trainer.diffuse import build_network
+    from visionlab.util.errors import ConfigError
+
+    for bad in (-5.0, float("nan")):
+        with pytest.raises(ConfigError, match="min snr gamma must be > 0"):
+            build_network(DiffuseConfig(model="ddpm", min_snr=bad, out=str(tmp_path)), (1, 16, 16), 10)
+    _, diffusion = build_network(DiffuseConfig(model="ddpm", min_snr=0.0), (1, 16, 16), 10)
+    assert diffusion.config.min_snr_gamma is None  # 0: off
+    assert not any(tmp_path.iterdir())
+
+
 def test_train_refuses_bad_options(tmp_path, capsys):
     for args, message in ((["train", "ddpm", "--epochs", "3"], "--epochs: not an option of 'visionlab train ddpm'"),
                           (["train", "vit", "--timesteps", "3"], "--timesteps: not an option of 'visionlab train vit'"),

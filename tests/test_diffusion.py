@@ -7,9 +7,9 @@ import diffusers  # a test-only dependency (pyproject.toml): the reference sched
 import pytest
 import torch
 
-from visionlab.models.diffusion import (DIFFUSION_PRESETS, DiffusionConfig, GaussianDiffusion,
-                                        classifier_free_guidance, cosine_beta_schedule,
-                                        discretized_gaussian_log_likelihood, guided, linear_beta_schedule, normal_kl)
+from visionlab.models.diffusion import (DIFFUSION_PRESETS, DiffusionConfig, GaussianDiffusion, cosine_beta_schedule,
+                                        discretized_gaussian_log_likelihood, linear_beta_schedule, normal_kl)
+from visionlab.models.samplers import classifier_free_guidance, guided
 from visionlab.util.errors import ConfigError, DataError
 
 
@@ -384,7 +384,7 @@ def test_sampling_loops_are_deterministic_with_a_generator_and_use_labels():
 
 
 def test_sampling_with_a_network():
-    from visionlab.models.unet import DiffusionUNet
+    from visionlab.models.ddpm_unet import DiffusionUNet
     torch.manual_seed(0)
     net = DiffusionUNet.from_preset("digits").eval()
     d = GaussianDiffusion(timesteps=10)

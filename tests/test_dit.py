@@ -6,8 +6,9 @@ import torch
 from einops import rearrange
 
 from visionlab.components.embeddings import LabelEmbedding, TimestepEmbedder, sincos_2d, timestep_embedding
-from visionlab.models.diffusion import GaussianDiffusion, guided
+from visionlab.models.diffusion import GaussianDiffusion
 from visionlab.models.dit import DIT_PRESETS, DiT, DiTBlock, dit_config, modulate
+from visionlab.models.samplers import guided
 from visionlab.util.errors import ConfigError, DataError
 
 
@@ -146,15 +147,14 @@ def test_guidance_applies_to_all_channels_and_scale_one_is_the_conditional_outpu
     model = randomised()
     x, t, y = torch.randn(3, 1, 16, 16), torch.tensor([5, 50, 500]), torch.tensor([1, 2, 3])
     cond, uncond = model(x, t, y), model(x, t, torch.full_like(y, 10))
-    torch.testing.assert_close(model.forward_with_cfg(x, t, y, scale=1.0), cond, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(model.forward_with_cfg(x, t, y, scale=0.0), uncond, atol=1e-5, rtol=1e-5)
-    out = model.forward_with_cfg(x, t, y, scale=4.0)
+    cfg = lambda m, scale: guided(m, scale=scale, null_class=m.null_class)(x, t, y)  # noqa: E731
+    torch.testing.assert_close(cfg(model, 1.0), cond, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cfg(model, 0.0), uncond, atol=1e-5, rtol=1e-5)
+    out = cfg(model, 4.0)
     torch.testing.assert_close(out, uncond + 4 * (cond - uncond), atol=1e-5, rtol=1e-5)  # both channels
-    torch.testing.assert_close(out, guided(model, scale=4.0, null_class=model.null_class)(x, t, y), atol=1e-5,
-                               rtol=1e-5)
     assert (cond - uncond).abs().max() > 1e-3  # the label matters
-    with pytest.raises(DataError, match="class-conditional"):
-        tiny(num_classes=0).forward_with_cfg(x, t, y, scale=2.0)
+    with pytest.raises(ConfigError, match="class-conditional"):
+        cfg(tiny(num_classes=0), 2.0)
 
 
 def test_label_embedding_drops_to_the_null_class():

@@ -32,7 +32,8 @@ from PIL import Image
 from visionlab.data.datasets import IMAGE_SUFFIXES
 from visionlab.data.formats import load_npz
 from visionlab.data.images import load_image
-from visionlab.data.signals import load_audio, load_video
+from visionlab.data.audio import load_audio
+from visionlab.data.video_signals import load_video
 from visionlab.data.video import read_clip
 from visionlab.util.errors import DataError
 

@@ -13,8 +13,8 @@ import visionlab.api as api
 from visionlab.cli import main
 from visionlab.components.metrics import MetricInputError, feature_statistics, fid, frechet_distance
 from visionlab.models.cnn import SmallCNN
-from visionlab.trainer.diffuse import diffusion_data
-from visionlab.trainer.evaluate_samples import data_hash, reference_classifier
+from visionlab.trainer.generative import generative_data as diffusion_data
+from visionlab.trainer.reference import data_hash, reference_classifier
 
 
 def gaussian_features(n, d, seed, shift=0.0, scale=1.0):

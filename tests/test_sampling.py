@@ -9,14 +9,15 @@ import torch
 from scipy import ndimage
 
 from visionlab.components.sampling import (
-    CROSSOVERS,
-    RATIO_SCHEDULERS,
     SAMPLERS,
     EvosSampler,
     EvosWithoutCfsSampler,
     FullSampler,
     RandomSampler,
     build_sampler,
+)
+from visionlab.components.sampling_base import (
+    RATIO_SCHEDULERS,
     cosine_ratio,
     grey255,
     laplacian,
@@ -24,6 +25,7 @@ from visionlab.components.sampling import (
     signal_grey255,
     step_ratio,
 )
+from visionlab.components.sampling_evos import CROSSOVERS
 from visionlab.opt import FitConfig
 from visionlab.util.errors import ConfigError
 

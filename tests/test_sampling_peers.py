@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from scipy import ndimage
 
 import visionlab as vl
-from visionlab.components.sampling import build_sampler, count
+from visionlab.components.sampling import build_sampler
+from visionlab.components.sampling_base import count
 from visionlab.components.sampling_peers import (
     IntDenseSampler,
     IntSampler,

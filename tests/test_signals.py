@@ -7,21 +7,10 @@ from PIL import Image
 from scipy.io import wavfile
 
 from visionlab.data import ImageSignal, coordinate_grid, load_image, save_image
-from visionlab.data.signals import (
-    AudioSignal,
-    GridSignal,
-    ImageGridSignal,
-    Signal,
-    VideoSignal,
-    as_signal,
-    grid_coordinates,
-    load_audio,
-    load_signal,
-    load_video,
-    save_audio,
-    save_video,
-    signal_kind,
-)
+from visionlab.data.audio import AudioSignal, load_audio, save_audio
+from visionlab.data.grid import GridSignal, ImageGridSignal, Signal, as_signal, grid_coordinates
+from visionlab.data.signals import load_signal, signal_kind
+from visionlab.data.video_signals import VideoSignal, load_video, save_video
 from visionlab.util.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)

@@ -10,16 +10,9 @@ import scipy.stats
 import torch
 from skimage import data
 
-from visionlab.components.transforms import (
-    TRANSFORMS,
-    BoxCox,
-    Gamma,
-    MinMax,
-    RandomPixelPermutation,
-    SymPower,
-    ZScore,
-    make_transform,
-)
+from visionlab.components.compared_transforms import BoxCox, Gamma, RandomPixelPermutation
+from visionlab.components.transforms import TRANSFORMS, make_transform
+from visionlab.components.value_transforms import MinMax, SymPower, ZScore
 from visionlab.util.errors import ConfigError, DataError
 
 NAMES = list(TRANSFORMS)

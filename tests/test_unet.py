@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from visionlab.models.unet import (DIFFUSION_UNET_PRESETS, UNET_PRESETS, AttentionBlock, DiffusionUNet,
-                                   DiffusionUNetConfig, ResBlock, UNet, unet_config)
+from visionlab.models.ddpm_unet import (DIFFUSION_UNET_PRESETS, AttentionBlock, DiffusionUNet, DiffusionUNetConfig,
+                                        ResBlock)
+from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
 from visionlab.util.errors import ConfigError, DataError
 
 

@@ -1,7 +1,9 @@
 """Script mode: ``visionlab <command> [options]`` (also ``python -m visionlab`` and ``python main.py``).
 
-Thin on purpose: parse the flags into a config (opt.py), start from a preset (manager.py), call the task, print the
-result. A problem the user can fix is printed as one line, with exit status 2 and no traceback.
+Thin on purpose: the flags of each command are generated from its config class (visionlab.opt); the flags given
+go to the command's function in visionlab.api, which builds the config once (``manager.build_config``: defaults,
+then a preset or recipe, then those flags) and runs it; the result is printed. A problem the user can fix is printed
+as one line, with exit status 2 and no traceback.
 """
 
 from __future__ import annotations
@@ -10,73 +12,181 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import get_type_hints
 
 from visionlab import api
-from visionlab.manager import (CLASSIFY_RECIPES, DIFFUSE_RECIPES, EXPERIMENTS, FIT_PRESETS, GAN_RECIPES,
-                               SEGMENT_RECIPES, classify_recipe, fit_preset)
-from visionlab.opt import (ClassifyConfig, DiffuseConfig, ExperimentConfig, FeaturesConfig, FitConfig, GanConfig,
-                           SegmentConfig, ShapesConfig, add_options, config_from_args)
+from visionlab.manager import EXPERIMENTS, RECIPES
+from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
+                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, help_text)
+from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
+# 'visionlab train MODEL': the config of each model family, one line for 'train --help' and its description.
+TRAIN_FAMILIES: dict[str, tuple[type, str, str]] = {
+    "vit": (ClassifyConfig, "a Vision Transformer classifier on images",
+            "Train a Vision Transformer on images: AdamW, warm-up then cosine, label smoothing, optional EMA and "
+            "bf16. Writes accuracy curves, the confusion matrix, the best and final weights and metrics to "
+            "OUT/classify/NAME; 'visionlab evaluate' and 'visionlab predict' take the run."),
+    "vivit": (ClassifyConfig, "a Video Vision Transformer classifier on clips",
+              "Train a Video Vision Transformer (--vivit-model 1-4) on clips: AdamW, warm-up then cosine, label "
+              "smoothing, optional EMA and bf16. Writes accuracy curves, the confusion matrix, the best and final "
+              "weights and metrics to OUT/classify/NAME."),
+    "unet": (SegmentConfig, "the segmentation U-Net",
+             "Train the segmentation U-Net on shapes or a folder with images/ and masks/: mean IoU and Dice per "
+             "epoch, prediction overlays in OUT/segment/NAME."),
+    "ddpm": (DiffuseConfig, "a diffusion model with DDPM's U-Net",
+             "Train a diffusion model with DDPM's time-conditioned U-Net on images: sample grids, loss curve and EMA "
+             "weights in OUT/diffuse/NAME; 'visionlab sample' and 'visionlab evaluate-samples' take the run."),
+    "dit": (DiffuseConfig, "a diffusion model with a Diffusion Transformer",
+            "Train a diffusion model with a Diffusion Transformer (adaLN-Zero) on images: sample grids, loss curve "
+            "and EMA weights in OUT/diffuse/NAME; 'visionlab sample' and 'visionlab evaluate-samples' take the run."),
+    "gan": (GanConfig, "a DCGAN, optionally class-conditional",
+            "Train a DCGAN (--conditional: class-conditional, --loss ns|hinge|wgan-gp): sample grids from fixed "
+            "noise, loss curves and the EMA generator in OUT/adversarial/NAME."),
+}
+RESUMED_FAMILY = {"classify": "vit", "diffuse": "ddpm", "segment": "unet", "adversarial": "gan"}  # checkpoint task
+
+# The commands made from one config each: (config, one line for 'visionlab --help', description).
+CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
+    "fit": (FitConfig, "fit an image with a neural field (SIREN + EVOS, ...)",
+            "Fit an image with an implicit neural representation, choosing the trained pixels with a sample "
+            "selector (EVOS by default). Writes the reconstruction, a comparison figure, the PSNR curve, "
+            "metrics.json and a checkpoint to OUT/fit/NAME."),
+    "features": (FeaturesConfig, "classify images with HOG / SIFT / SURF features and an SVM or KNN",
+                 "Turn images into vectors with hand-made features (HOG, SIFT, dense SIFT, SURF) and classify them "
+                 "with an SVM or a KNN. Writes accuracy, the per-class report, a confusion matrix, a picture of "
+                 "the features and the fitted pipeline to OUT/features/NAME; --compare runs every extractor with "
+                 "both classifiers and prints one table."),
+    "experiment": (ExperimentConfig, "run every cell of a table: a paper's Table 1, or models side by side",
+                   "Run the runs of a table one after the other and write it (table.md, table.json) to "
+                   "OUT/experiment/NAME. Experiments: " + "; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items()) +
+                   ". Running the same command again skips finished runs and continues an interrupted one."),
+    "shapes": (ShapesConfig, "print each step's tensor shape through a ViT or ViViT",
+               "Run a ViT or ViViT once (on PyTorch's meta device: instant at any size) and print the shape after "
+               "every step: patches, flatten, transpose, [CLS], positional embedding, blocks, head. Example: "
+               "visionlab shapes vivit --frames 16 --tubelet 2 16 16"),
+    "sample": (SampleConfig, "generate images with a trained diffusion run (DDPM or DDIM, guidance, labels) or GAN run",
+               "Generate images with the EMA weights of a 'visionlab train ddpm|dit' run (its folder, or a "
+               "checkpoint.pt, also of an unfinished run): DDPM's ancestral sampler over all T steps, or DDIM with "
+               "any number of steps (50 are about 20x faster than 1000). Writes a grid (.png), the images (.npy, N "
+               "x C x H x W in [0, 1]) and their labels into RUN/samples/. Example: visionlab sample "
+               "runs/diffuse/digits-ddpm --sampler ddim --steps 50 --guidance 2 --labels 3,7. A 'visionlab train "
+               "gan' run draws each image in one pass of its EMA generator: only --labels (conditional runs), "
+               "--num, --seed, --batch-size, --out and --device apply; --sampler ddpm, --steps, --eta and "
+               "--guidance are refused."),
+    "evaluate-samples": (EvaluateSamplesConfig,
+                         "FID, confidence and class accuracy of a diffusion or GAN run's samples",
+                         "Judge generated images in the feature space of a small reference CNN that visionlab trains "
+                         "on the run's own data (cached in $VISIONLAB_CACHE or ~/.cache/visionlab; no download): FID "
+                         "against the real test images, the floor FID of real training images at the same N, the "
+                         "share of samples recognised with probability > 0.9 and, for class-conditional runs, how "
+                         "often the recognised class is the one asked for. Writes evaluation-samples-*.json into the "
+                         "run folder."),
+}
+
+
+# ------------------------------------------------------------------------------------------------ flags <-> configs
+
+def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=()) -> None:
+    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None)
+    so that the flags given can be told apart from the defaults (see :func:`given_options`); the help shows the
+    config's own default."""
+    hints = get_type_hints(cls)
+    # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):
+        if f.name in skip:
+            continue
+        meta = {**f.metadata, "help": help_text(cls, f)}
+        # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
+        meta["help"] = meta["help"].replace("%", "%%")
+        kind = _base_type(hints[f.name])
+        default_text = "" if f.default is None else f" (default: {f.default})"
+        if meta.get("positional"):
+            parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
+                                choices=meta.get("choices"), help=meta["help"] + default_text)
+            continue
+        flags = [f"--{f.name.replace('_', '-')}"]
+        if kind is bool:
+            parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
+        elif getattr(kind, "__origin__", None) is tuple:  # tuple[int, int, int] -> three values after the flag
+            parser.add_argument(*flags, dest=f.name, type=kind.__args__[0], nargs=len(kind.__args__), default=None,
+                                metavar=f.name.upper(), help=meta["help"] + default_text)
+        else:
+            parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
+                                metavar=f.name.upper() if not meta.get("choices") else None,
+                                help=meta["help"] + default_text)
+
+
+def given_options(args: argparse.Namespace, cls) -> dict:
+    """The fields of ``cls`` given explicitly on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _base_type(hint) -> type:
+    """int | None -> int, etc."""
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _describe(table: dict[str, dict]) -> str:
+    return "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in options.items()) for name, options in
+                     table.items())
+
+
+# ------------------------------------------------------------------------------------------------ the parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionlab", description="visionlab: computer-vision models to run, read "
                                      "and extend. Run 'visionlab COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"visionlab {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in ("fit", "features"):
+        _add_config_command(commands, name)
+    _add_train(commands)
+    _add_run_readers(commands)
+    for name in ("experiment", "shapes", "sample", "evaluate-samples"):
+        _add_config_command(commands, name)
+    return parser
 
-    fit = commands.add_parser(
-        "fit", help="fit an image with a neural field (SIREN + EVOS, ...)",
-        description="Fit an image with an implicit neural representation, choosing the trained pixels with a sample "
-                    "selector (EVOS by default). Writes the reconstruction, a comparison figure, the PSNR curve, "
-                    "metrics.json and a checkpoint to OUT/fit/NAME.",
-    )
-    fit.add_argument("--preset", choices=sorted(FIT_PRESETS),
-                     help="start from a named preset (manager.py); flags override it: " +
-                          "; ".join(f"{k}: {_describe(v)}" for k, v in FIT_PRESETS.items()))
-    fit.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its checkpoint.pt) "
-                     "exactly where it stopped; its own options are used (--device, --threads, --quiet may change)")
-    add_options(fit, FitConfig, positional_optional=True)
-    fit.set_defaults(handler=run_fit)
-    features = commands.add_parser(
-        "features", help="classify images with HOG / SIFT / SURF features and an SVM or KNN",
-        description="Turn images into vectors with hand-made features (HOG, SIFT, dense SIFT, SURF) and classify them "
-                    "with an SVM or a KNN. Writes accuracy, the per-class report, a confusion matrix, a picture of "
-                    "the features and the fitted pipeline to OUT/features/NAME; --compare runs every extractor with "
-                    "both classifiers and prints one table.")
-    add_options(features, FeaturesConfig)
-    features.set_defaults(handler=run_features)
 
+def _add_config_command(commands, name: str) -> None:
+    cls, summary, description = CONFIG_COMMANDS[name]
+    command = commands.add_parser(name, help=summary, description=description)
+    if name == "fit":
+        command.add_argument("--preset", choices=sorted(RECIPES[FitConfig][0]),
+                             help="start from a named preset (manager.py); flags override it: " +
+                                  _describe(RECIPES[FitConfig][0]))
+        command.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its "
+                             "checkpoint.pt) exactly where it stopped; its own options are used (--device, "
+                             "--threads, --quiet may change)")
+    add_options(command, cls, positional_optional=name in ("fit", "shapes"))
+    command.set_defaults(handler=run_command, call=name, config=cls, report=REPORTS[name])
+
+
+def _add_train(commands) -> None:
     train = commands.add_parser(
-        "train", help="train a ViT / ViViT classifier, a diffusion model (ddpm, dit) or a segmentation U-Net (unet)",
-        description="Train a Vision Transformer on images or a Video Vision Transformer on clips: AdamW, warm-up "
-                    "then cosine, label smoothing, optional EMA and bf16. Writes accuracy curves, the confusion "
-                    "matrix, the best and final weights and metrics to OUT/classify/NAME. 'train ddpm' and 'train "
-                    "dit' train a diffusion model (U-Net or DiT) on images: sample grids, loss curve and EMA weights "
-                    "in OUT/diffuse/NAME (options: --steps, --timesteps, --guidance, ...). 'train unet' trains the "
-                    "segmentation U-Net on shapes or a folder with images/ and masks/: mean IoU and Dice per epoch, "
-                    "prediction overlays in OUT/segment/NAME. 'train gan' trains a DCGAN (--conditional: class-"
-                    "conditional, --loss ns|hinge|wgan-gp): sample grids from fixed noise, loss curves and the EMA "
-                    "generator in OUT/adversarial/NAME.")
-    recipes = {**CLASSIFY_RECIPES, **DIFFUSE_RECIPES, **SEGMENT_RECIPES, **GAN_RECIPES}
-    train.add_argument("--recipe", choices=sorted(recipes),
-                       help="start from a tested recipe (manager.py); flags override it: " +
-                            "; ".join(f"{k}: {_describe(v)}" for k, v in recipes.items()))
-    train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped")
-    # One parser for every model: the classifier's flags, then those of the diffusion and segmentation configs that
-    # it does not already have; run_train refuses a flag that the chosen model's task does not know.
-    added = add_options(train, ClassifyConfig, positional_optional=True, overrides={"model": dict(
-        choices=("vit", "vivit", *GENERATIVE_MODELS),
-        help="vit, vivit (classifiers), ddpm, dit (diffusion), unet (segmentation) or gan (adversarial)")})
-    for cls in (DiffuseConfig, SegmentConfig, GanConfig):
-        added |= add_options(train, cls, skip=added)
-    train.set_defaults(handler=run_train)
+        "train", help="train a classifier (vit, vivit), a segmentation U-Net (unet), a diffusion model (ddpm, dit) "
+                      "or a GAN (gan)",
+        description="Train one model family; 'visionlab train MODEL --help' lists its options and their defaults. "
+                    "Without a MODEL, --recipe NAME trains the recipe's model, --resume RUN continues the run's "
+                    "(else: vit).")
+    families = train.add_subparsers(dest="family", metavar="MODEL", required=True)
+    for family, (cls, summary, description) in TRAIN_FAMILIES.items():
+        parser = families.add_parser(family, help=summary, description=description)
+        recipes = RECIPES[cls][0]
+        parser.add_argument("--recipe", choices=sorted(recipes),
+                            help="start from a tested recipe (manager.py); flags override it: " + _describe(recipes))
+        parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped "
+                            "(its own options; --device, --threads, --quiet may change)")
+        add_options(parser, cls, skip=("model",))  # the family is the model
+        parser.set_defaults(handler=run_command, call="train", config=cls, report=REPORTS[cls])
 
+
+def _add_run_readers(commands) -> None:
     predict = commands.add_parser(
         "predict", help="classify files with a trained run",
         description="Classify image files (a ViT run) or clips (.npy arrays or folders of frames; a ViViT run) with "
@@ -85,7 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", help="images or clips")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     predict.set_defaults(handler=run_predict)
-
     evaluate = commands.add_parser(
         "evaluate", help="test a trained classifier: accuracy, per-class report, confusion matrix",
         description="Evaluate the model of a 'visionlab train' run on its own test split (the same split it was "
@@ -98,103 +207,80 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     evaluate.set_defaults(handler=run_evaluate)
 
-    experiment = commands.add_parser(
-        "experiment", help="run every cell of a table: a paper's Table 1, or models side by side",
-        description="Run the runs of a table one after the other and write it (table.md, table.json) to "
-                    "OUT/experiment/NAME. Experiments: " + "; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items()) +
-                    ". Running the same command again skips finished runs and continues an interrupted one.")
-    add_options(experiment, ExperimentConfig)
-    experiment.set_defaults(handler=run_experiment)
 
-    shapes = commands.add_parser(
-        "shapes", help="print each step's tensor shape through a ViT or ViViT",
-        description="Run a ViT or ViViT once (on PyTorch's meta device: instant at any size) and print the shape "
-                    "after every step: patches, flatten, transpose, [CLS], positional embedding, blocks, head. "
-                    "Example: visionlab shapes vivit --frames 16 --tubelet 2 16 16")
-    add_options(shapes, ShapesConfig, positional_optional=True)
-    shapes.set_defaults(handler=run_shapes)
-    _add_generative_commands(commands)
-    return parser
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; 'visionlab train' without a model family gets the one its recipe or resumed run names,
+    and a flag that the family does not have is refused by name."""
+    if argv[:1] == ["train"] and (len(argv) == 1 or argv[1] not in (*TRAIN_FAMILIES, "-h", "--help")):
+        argv = ["train", _train_family(argv[1:]), *argv[1:]]
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        flags = [a.split("=")[0] for a in extra if a.startswith("-")] or extra
+        raise ConfigError(f"{', '.join(flags)}: not an option of 'visionlab train {args.family}' (see its --help)")
+    return args
 
 
-def run_train(args: argparse.Namespace) -> int:
-    task = _train_task(args)
-    _refuse_foreign_flags(args, task)
-    if task != "classify":
-        return run_generative_train(args, task)
-    if args.resume:
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifyConfig) if f.name != "model"}
-        if args.recipe:
-            raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
-        summary = api.train(resume=args.resume, **given)
-    else:
-        summary = api.train(**vars(config_from_args(ClassifyConfig, args, base=classify_recipe(args.recipe))))
-    m = summary["metrics"]
-    print(f"test accuracy {m['accuracy']:.2%} (best {m['best_accuracy']:.2%} at epoch {m['best_epoch']}), "
-          f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
+def _train_family(rest: list[str]) -> str:
+    """The model family of 'visionlab train' given without one: the recipe's, else the resumed run's, else vit."""
+    find = argparse.ArgumentParser(add_help=False)
+    find.add_argument("--recipe")
+    find.add_argument("--resume")
+    given, _ = find.parse_known_args(rest)
+    if given.recipe is not None:
+        for cls, (recipes, _kind) in RECIPES.items():
+            if cls is not FitConfig and given.recipe in recipes:
+                return recipes[given.recipe]["model"]
+        known = [name for cls, (recipes, _) in RECIPES.items() if cls is not FitConfig for name in recipes]
+        raise ConfigError(f"unknown recipe {given.recipe!r}; choose one of {', '.join(known)}")
+    if given.resume is not None:
+        state = load_state(given.resume)  # a damaged checkpoint is refused here, by name
+        family = RESUMED_FAMILY.get(state.get("task"), "vit")  # another task's run: the API names the mismatch
+        model = state["config"].get("model") if isinstance(state.get("config"), dict) else None
+        return model if model in TRAIN_FAMILIES and TRAIN_FAMILIES[model][0] is TRAIN_FAMILIES[family][0] else family
+    return "vit"
+
+
+# ------------------------------------------------------------------------------------------------ running, reporting
+
+def run_command(args: argparse.Namespace) -> int:
+    """Hand the options given to the command's function in :mod:`visionlab.api`, which builds the config once
+    (defaults, preset or recipe, these options) and runs it; print the report."""
+    options = given_options(args, args.config)
+    return args.report(CALLS[args.call](args, options))
+
+
+def run_train(args: argparse.Namespace, options: dict) -> dict:
+    if args.resume and args.recipe:
+        raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
+    if not args.resume:
+        options["model"] = args.family  # over the recipe's, as the command line says
+    function = {ClassifyConfig: api.train, DiffuseConfig: api.diffuse, SegmentConfig: api.segment,
+                GanConfig: api.gan}[args.config]
+    return function(recipe=args.recipe, resume=args.resume, **options)
+
+
+# How each command calls the API (looked up when it runs). Positional-only and required arguments come first.
+CALLS = {
+    "fit": lambda args, options: api.fit_run(preset=args.preset, resume=args.resume, **options),
+    "features": lambda args, options: api.features(**options),
+    "train": run_train,
+    "experiment": lambda args, options: api.experiment(options.pop("experiment"), **options),
+    "shapes": lambda args, options: api.shapes(**options),
+    "sample": lambda args, options: api.sample(options.pop("run"), **options),
+    "evaluate-samples": lambda args, options: api.evaluate_samples(options.pop("run"), **options),
+}
+
+
+def _finished(summary: dict, command: str) -> int:
     if summary["status"] == "interrupted":
-        print(f"interrupted; continue with: visionlab train --resume {summary['run_dir']}", file=sys.stderr)
+        print(f"interrupted; continue with: visionlab {command} --resume {summary['run_dir']}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    for row in api.predict(args.run, args.files, device=args.device):
-        print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
-    return 0
-
-
-def run_experiment(args: argparse.Namespace) -> int:
-    values = vars(config_from_args(ExperimentConfig, args))
-    result = api.experiment(values.pop("experiment"), **values)
-    if result["status"] == "shard finished":  # the line saying so is printed; the table waits for every shard
-        return 0
-    if result["status"] != "finished":
-        print(f"interrupted after {result['cells_done']} of {result['cells']} runs; the same command continues it",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(result["markdown"], end="")
-    print(f"table in {result['folder']}/table.md")
-    return 0
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    m = api.evaluate(args.run, data=args.data, split=args.split, device=args.device)
-    print(m["report_text"], end="")
-    print(f"accuracy {m['accuracy']:.2%} on {m['examples']} examples of {m['data']} ({m['split']}); "
-          f"report and confusion matrix in {args.run}")
-    return 0
-
-
-def run_shapes(args: argparse.Namespace) -> int:
-    config = config_from_args(ShapesConfig, args)
-    print(api.shapes(**vars(config)))
-    return 0
-
-
-def run_features(args: argparse.Namespace) -> int:
-    summary = api.features(**vars(config_from_args(FeaturesConfig, args)))
-    if "table" in summary:
-        print(summary["table"], end="")
-    else:
-        m = summary["metrics"]
-        print(f"{m['extractor']} + {m['classifier']}: accuracy {m['accuracy']:.2%} on {m['test_images']} test images "
-              f"({m['feature_length']} features per image)")
-    print(f"outputs in {summary['run_dir']}")
-    return 0
-
-
-def _describe(options: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items())
-
-
-def run_fit(args: argparse.Namespace) -> int:
-    if args.resume:  # the API refuses options that would change the resumed run
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)}
-        summary = api.fit_run(resume=args.resume, preset=args.preset, **given)
-    else:
-        config = config_from_args(FitConfig, args, base=fit_preset(args.preset))
-        summary = api.fit_run(**vars(config))
+def report_fit(summary: dict) -> int:
     if "table" in summary:  # a folder of images: one fit each, then the table
         if summary["status"] != "finished":
             print("interrupted; the same command continues with the image it stopped at", file=sys.stderr)
@@ -206,133 +292,81 @@ def run_fit(args: argparse.Namespace) -> int:
     quality = f"PSNR {m['psnr']:.2f} dB" + (f", SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "")
     print(f"{quality} after {m['steps']} steps, {m['wall_seconds']:.1f} s of training; outputs in "
           f"{summary['run_dir']}")
-    if summary["status"] == "interrupted":
-        print(f"interrupted; continue with: visionlab fit --resume {summary['run_dir']}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return _finished(summary, "fit")
 
 
-# ------------------------------------------------------------------------------------------------ generative models
-
-GENERATIVE_MODELS = {"ddpm": "diffuse", "dit": "diffuse", "unet": "segment", "gan": "adversarial"}  # model -> task
-_TRAIN_FLAGS_OF_ITS_OWN = ("recipe", "resume", "handler", "command")
-
-
-def _generative_configs() -> dict:
-    """The config class of each task that 'visionlab train' runs."""
-    return {"classify": ClassifyConfig, "diffuse": DiffuseConfig, "segment": SegmentConfig, "adversarial": GanConfig}
-
-
-def _train_task(args: argparse.Namespace) -> str:
-    """classify, diffuse or segment: from the model, else from the recipe, else from the resumed checkpoint."""
-    from visionlab.util.checkpoint import load_state
-
-    if args.model:
-        return GENERATIVE_MODELS.get(args.model, "classify")
-    if args.recipe in DIFFUSE_RECIPES:
-        return "diffuse"
-    if args.recipe in SEGMENT_RECIPES:
-        return "segment"
-    if args.recipe in GAN_RECIPES:
-        return "adversarial"
-    if args.resume:
-        task = load_state(args.resume).get("task")
-        return task if task in ("diffuse", "segment", "adversarial") else "classify"
-    return "classify"
-
-
-def _refuse_foreign_flags(args: argparse.Namespace, task: str) -> None:
-    """A flag of another task (e.g. --epochs for ddpm, --timesteps for vit) would be ignored: say so instead."""
-    known = {f.name for f in dataclasses.fields(_generative_configs()[task])} | set(_TRAIN_FLAGS_OF_ITS_OWN)
-    foreign = sorted(k for k, v in vars(args).items() if v is not None and k not in known)
-    if foreign:
-        model = args.model or {"classify": "vit", "diffuse": "ddpm", "segment": "unet", "adversarial": "gan"}[task]
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        raise ConfigError(f"{flags}: not an option of 'visionlab train {model}' (see its --help)")
-
-
-def run_generative_train(args: argparse.Namespace, task: str) -> int:
-    from visionlab.manager import diffuse_recipe, gan_recipe, segment_recipe
-
-    cls = _generative_configs()[task]
-    function = {"diffuse": api.diffuse, "segment": api.segment, "adversarial": api.gan}[task]
-    if args.resume:
-        if args.recipe:
-            raise ConfigError("a resumed run keeps its own options; --recipe cannot be combined with --resume")
-        given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if f.name != "model"}
-        summary = function(resume=args.resume, **given)
-    else:
-        base = {"diffuse": diffuse_recipe, "segment": segment_recipe, "adversarial": gan_recipe}[task](args.recipe)
-        config = config_from_args(cls, args, base=base)
-        values = vars(config)
-        if task == "diffuse":
-            summary = api.diffuse(values.pop("model"), **values)
-        elif task == "adversarial":
-            values.pop("model")
-            summary = api.gan(values.pop("data"), **values)
-        else:
-            values.pop("model")
-            summary = api.segment(values.pop("data"), **values)
+def report_classify(summary: dict) -> int:
     m = summary["metrics"]
-    if task == "diffuse":
-        line = (f"test loss {m['test_loss']:.4f} (EMA weights, fixed test batch) after {m['steps']} steps, "
-                f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters")
-        if "evaluation" in m:
-            e = m["evaluation"]
-            line += f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
-        print(f"{line}; samples.png and outputs in {summary['run_dir']}")
-    elif task == "adversarial":
-        line = (f"D loss {m['d_loss']:.4f}, G loss {m['g_loss']:.4f}, D accuracy {m['d_accuracy']:.1%} (means over "
-                f"the last log interval), sample diversity {m['diversity']:.2f} of the real images' after "
-                f"{m['steps']} steps, {m['train_seconds']:.1f} s of training, {m['parameters']:,} + "
-                f"{m['discriminator_parameters']:,} parameters (G + D)")
-        if "evaluation" in m:
-            e = m["evaluation"]
-            line += f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
-        if m["warnings"]:
-            line += f"; {len(m['warnings'])} warning(s), see metrics.json"
-        print(f"{line}; samples.png and outputs in {summary['run_dir']}")
+    print(f"test accuracy {m['accuracy']:.2%} (best {m['best_accuracy']:.2%} at epoch {m['best_epoch']}), "
+          f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
+    return _finished(summary, "train")
+
+
+def report_segment(summary: dict) -> int:
+    m = summary["metrics"]
+    print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (chance {m['chance_mean_iou']:.4f}; "
+          f"best IoU {m['best_mean_iou']:.4f} at epoch {m['best_epoch']}), {m['train_seconds']:.1f} s of training, "
+          f"{m['parameters']:,} parameters; outputs in {summary['run_dir']}")
+    return _finished(summary, "train")
+
+
+def report_diffuse(summary: dict) -> int:
+    m = summary["metrics"]
+    line = (f"test loss {m['test_loss']:.4f} (EMA weights, fixed test batch) after {m['steps']} steps, "
+            f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters")
+    print(f"{line}{_evaluation(m)}; samples.png and outputs in {summary['run_dir']}")
+    return _finished(summary, "train")
+
+
+def report_gan(summary: dict) -> int:
+    m = summary["metrics"]
+    line = (f"D loss {m['d_loss']:.4f}, G loss {m['g_loss']:.4f}, D accuracy {m['d_accuracy']:.1%} (means over "
+            f"the last log interval), sample diversity {m['diversity']:.2f} of the real images' after "
+            f"{m['steps']} steps, {m['train_seconds']:.1f} s of training, {m['parameters']:,} + "
+            f"{m['discriminator_parameters']:,} parameters (G + D)") + _evaluation(m)
+    if m["warnings"]:
+        line += f"; {len(m['warnings'])} warning(s), see metrics.json"
+    print(f"{line}; samples.png and outputs in {summary['run_dir']}")
+    return _finished(summary, "train")
+
+
+def _evaluation(m: dict) -> str:
+    """The FID part of a generative run's line, when it was measured (--fid-samples)."""
+    if "evaluation" not in m:
+        return ""
+    e = m["evaluation"]
+    return f"; FID {e['fid']:.2f} (floor {e['fid_floor']:.2f}), {e['confident_share']:.1%} recognised"
+
+
+def report_features(summary: dict) -> int:
+    if "table" in summary:
+        print(summary["table"], end="")
     else:
-        print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (chance {m['chance_mean_iou']:.4f};"
-              f" best IoU {m['best_mean_iou']:.4f} at epoch {m['best_epoch']}), {m['train_seconds']:.1f} s of "
-              f"training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
-    if summary["status"] == "interrupted":
-        print(f"interrupted; continue with: visionlab train --resume {summary['run_dir']}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        m = summary["metrics"]
+        print(f"{m['extractor']} + {m['classifier']}: accuracy {m['accuracy']:.2%} on {m['test_images']} test images "
+              f"({m['feature_length']} features per image)")
+    print(f"outputs in {summary['run_dir']}")
     return 0
 
 
-def _add_generative_commands(commands) -> None:
-    from visionlab.opt import EvaluateSamplesConfig, SampleConfig
-
-    sample = commands.add_parser(
-        "sample", help="generate images with a trained diffusion run (DDPM or DDIM, guidance, labels) or GAN run",
-        description="Generate images with the EMA weights of a 'visionlab train ddpm|dit' run (its folder, or a "
-                    "checkpoint.pt, also of an unfinished run): DDPM's ancestral sampler over all T steps, or DDIM "
-                    "with any number of steps (50 are about 20x faster than 1000). Writes a grid (.png), the images "
-                    "(.npy, N x C x H x W in [0, 1]) and their labels into RUN/samples/. Example: visionlab sample "
-                    "runs/diffuse/digits-ddpm --sampler ddim --steps 50 --guidance 2 --labels 3,7. A 'visionlab "
-                    "train gan' run draws each image in one pass of its EMA generator: only --labels (conditional "
-                    "runs), --num, --seed, --batch-size, --out and --device apply; --sampler ddpm, --steps, --eta "
-                    "and --guidance are refused.")
-    add_options(sample, SampleConfig)
-    sample.set_defaults(handler=run_sample)
-    evaluate = commands.add_parser(
-        "evaluate-samples", help="FID, confidence and class accuracy of a diffusion or GAN run's samples",
-        description="Judge generated images in the feature space of a small reference CNN that visionlab trains on "
-                    "the run's own data (cached in $VISIONLAB_CACHE or ~/.cache/visionlab; no download): FID against "
-                    "the real test images, the floor FID of real training images at the same N, the share of "
-                    "samples recognised with probability > 0.9 and, for class-conditional runs, how often the "
-                    "recognised class is the one asked for. Writes evaluation-samples-*.json into the run folder.")
-    add_options(evaluate, EvaluateSamplesConfig)
-    evaluate.set_defaults(handler=run_evaluate_samples)
+def report_experiment(result: dict) -> int:
+    if result["status"] == "shard finished":  # the line saying so is printed; the table waits for every shard
+        return 0
+    if result["status"] != "finished":
+        print(f"interrupted after {result['cells_done']} of {result['cells']} runs; the same command continues it",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result["markdown"], end="")
+    print(f"table in {result['folder']}/table.md")
+    return 0
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    from visionlab.opt import SampleConfig
+def report_shapes(table: str) -> int:
+    print(table)
+    return 0
 
-    values = vars(config_from_args(SampleConfig, args))
-    result = api.sample(values.pop("run"), **values)
+
+def report_sample(result: dict) -> int:
     if result["sampler"] == "gan":
         print(f"{result['num']} images (GAN, one generator pass each, seed {result['seed']}) in "
               f"{result['seconds']:.1f} s: {result['grid']} and {result['images']}")
@@ -342,11 +376,7 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate_samples(args: argparse.Namespace) -> int:
-    from visionlab.opt import EvaluateSamplesConfig
-
-    values = vars(config_from_args(EvaluateSamplesConfig, args))
-    m = api.evaluate_samples(values.pop("run"), **values)
+def report_evaluate_samples(m: dict) -> int:
     line = (f"FID {m['fid']:.3f} against the real test images (floor: real training images {m['fid_floor']:.3f}, "
             f"ratio {m['fid_ratio']:.2f}) with {m['samples_in_fid']} images; recognised with p > 0.9: "
             f"{m['confident_share']:.1%} (real test images: {m['confident_share_real_test']:.1%})")
@@ -356,15 +386,37 @@ def run_evaluate_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+# The report of each command, and of each model family's config ('visionlab train').
+REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_experiment, "shapes": report_shapes,
+           "sample": report_sample, "evaluate-samples": report_evaluate_samples, ClassifyConfig: report_classify,
+           SegmentConfig: report_segment, DiffuseConfig: report_diffuse, GanConfig: report_gan}
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    for row in api.predict(args.run, args.files, device=args.device):
+        print(f"{row['file']}: {row['class']} ({row['probability']:.1%})")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    m = api.evaluate(args.run, data=args.data, split=args.split, device=args.device)
+    print(m["report_text"], end="")
+    print(f"accuracy {m['accuracy']:.2%} on {m['examples']} examples of {m['data']} ({m['split']}); "
+          f"report and confusion matrix in {args.run}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun, rank 0 reports; errors still show on all
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
+    command = argv[0] if argv else "visionlab"
     try:
+        args = parse(parser, argv)
+        if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun, rank 0 reports; errors still show on all
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
         return args.handler(args)
     except VisionlabError as e:
-        print(f"visionlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"visionlab {command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("aborted; the last checkpoint written is intact", file=sys.stderr)

@@ -1,10 +1,14 @@
-"""Named experiment presets: a name -> the options of a config (explicit dicts, no registry magic).
+"""Named experiment presets: a name -> the options of a config (explicit dicts, no registry magic), and
+:func:`build_config`, the one place where a config is made from its defaults, a preset and the options given.
 
 ``visionlab fit IMAGE --preset paper`` starts from a preset; flags given on the command line override it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from visionlab.opt import ClassifyConfig, DiffuseConfig, FitConfig, GanConfig, SegmentConfig, from_dict
 from visionlab.util.errors import ConfigError
 
 FIT_PRESETS: dict[str, dict] = {
@@ -38,11 +42,6 @@ def _lookup(table: dict[str, dict], name: str | None, kind: str) -> dict:
     if name not in table:
         raise ConfigError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}")
     return dict(table[name])
-
-
-def fit_preset(name: str | None) -> dict:
-    """The options of fit preset ``name`` (an empty dict for None)."""
-    return _lookup(FIT_PRESETS, name, "fit preset")
 
 
 # Training recipes for `visionlab train --recipe NAME` (flags override them). Found by a search on a 2-core CPU with
@@ -217,16 +216,6 @@ SEGMENT_RECIPES: dict[str, dict] = {
 }
 
 
-def diffuse_recipe(name: str | None) -> dict:
-    """The options of diffusion recipe ``name`` (an empty dict for None)."""
-    return _lookup(DIFFUSE_RECIPES, name, "diffusion recipe")
-
-
-def segment_recipe(name: str | None) -> dict:
-    """The options of segmentation recipe ``name`` (an empty dict for None)."""
-    return _lookup(SEGMENT_RECIPES, name, "segmentation recipe")
-
-
 # `visionlab train gan --recipe NAME` (flags override them). Measured on a shared 2-core CPU with one thread.
 GAN_RECIPES: dict[str, dict] = {
     # DCGAN (ngf = ndf = 32), class-conditional (label concatenated to z, projection D), non-saturating loss, on
@@ -242,9 +231,32 @@ GAN_RECIPES: dict[str, dict] = {
 }
 
 
-def gan_recipe(name: str | None) -> dict:
-    """The options of GAN recipe ``name`` (an empty dict for None)."""
-    return _lookup(GAN_RECIPES, name, "GAN recipe")
+# ------------------------------------------------------------------------------------------------ building a config
+# The presets and recipes of each config, and what a wrong name is called in the error.
+RECIPES: dict[type, tuple[dict[str, dict], str]] = {
+    FitConfig: (FIT_PRESETS, "fit preset"),
+    ClassifyConfig: (CLASSIFY_RECIPES, "recipe"),
+    DiffuseConfig: (DIFFUSE_RECIPES, "diffusion recipe"),
+    SegmentConfig: (SEGMENT_RECIPES, "segmentation recipe"),
+    GanConfig: (GAN_RECIPES, "GAN recipe"),
+}
+
+
+def build_config(cls, base: str | dict | None = None, /, **options):
+    """The config of class ``cls``, made once: its defaults, then ``base``, then ``options``.
+
+    ``base`` is the name of a preset or recipe of ``cls`` (the tables above), or the options of an earlier run (a
+    checkpoint's ``config``: keys that this version does not know are dropped); ``options`` are the flags given on
+    the command line or an API call's keywords, and a name that ``cls`` does not have is refused. Ranges are checked
+    by the config's ``validate()`` when the run is built.
+    """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    if isinstance(base, str):
+        table, kind = RECIPES.get(cls, ({}, f"{cls.__name__} preset"))
+        base = _lookup(table, base, kind)
+    return from_dict(cls, {**(base or {}), **options})
 
 
 # `visionlab experiment gan-augment` (trainer/adversarial.py: gan_augment). For every fraction and seed: a stratified

@@ -1,7 +1,10 @@
-"""The peers of EVOS in its Table 1: EGRA, expansive supervision, soft mining and INT (nonparametric teaching).
+"""The peers of EVOS in its Table 1: full and uniform training, EGRA, expansive supervision, soft mining and INT
+(nonparametric teaching).
 
-Each trains on floor(r_t N) samples at step t, with r_t from a ratio scheduler of :mod:`.sampling`:
+Each trains on floor(r_t N) samples at step t, with r_t from a ratio scheduler of :mod:`.sampling_base`:
 
+- **full** (the *Standard* row) trains on all N samples;
+- **random** (*Uniform*) draws floor(r_t N) samples uniformly, afresh each step;
 - **EGRA** (edge-guided random sampling, as compared in the EVOS paper, CVPR 2025): Canny edges of the grey image
   (thresholds 30 / 40 on 0-255 data); each step the edge positions are jittered by up to ``jitter`` pixels and
   r_t N pixels are drawn without replacement with P(i) proportional to 1 + beta [i on a jittered edge], beta small
@@ -26,9 +29,10 @@ Each trains on floor(r_t N) samples at step t, with r_t from a ratio scheduler o
   ceil((5 + 3k) T / 20)) and profiles on its first step and every 10 k steps after; T = 5000 gives 1,422 profiles).
   ``int-dense`` profiles every step.
 
-Grids (see :mod:`.sampling`): INT works on any grid; the edge-based three work on images (H, W) and, frame by frame,
-videos (T, H, W), and refuse 1-D signals. Edges are found on the grey target (0-255 units, clipped), as EVOS's
-Laplacian is. Each selector seeds its own CPU ``torch.Generator`` and keeps everything it needs in ``state_dict``.
+Grids (see :mod:`.sampling_base`): full, random and INT work on any grid; the edge-based three work on images (H, W)
+and, frame by frame, videos (T, H, W), and refuse 1-D signals. Edges are found on the grey target (0-255 units,
+clipped), as EVOS's Laplacian is. Each selector seeds its own CPU ``torch.Generator`` and keeps everything it needs
+in ``state_dict``.
 Shape legend: N samples, n selected, E edge pixels, D grid dimensions, F frames (1 for an image), H, W, C.
 """
 
@@ -41,7 +45,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from visionlab.components.sampling import Sampler, check_shape, count, signal_grey255
+from visionlab.components.sampling_base import Sampler, TargetSampler, count, signal_grey255
 from visionlab.util.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -79,10 +83,31 @@ def weighted_draw(weights: torch.Tensor, k: int, generator: torch.Generator) -> 
     return torch.topk(u.log() / weights.double(), k).indices
 
 
+# ---------------------------------------------------------------------------------------------------- full, random
+
+
+class FullSampler(Sampler):
+    """Every sample, every step (EVOS's *Standard*)."""
+
+    name = "full"
+
+    def select(self, step: int) -> None:
+        return None
+
+
+class RandomSampler(Sampler):
+    """floor(r_t N) samples drawn uniformly without replacement, afresh each step (EVOS's *Uniform*)."""
+
+    name = "random"
+
+    def select(self, step: int) -> torch.Tensor:
+        return self.uniform(self.num_pixels, count(self.ratio_at(step), self.num_pixels))
+
+
 # ---------------------------------------------------------------------------------------------------- EGRA
 
 
-class EdgeGuidedSampler(Sampler):
+class EdgeGuidedSampler(TargetSampler):
     """EGRA: floor(r_t N) pixels without replacement, P(i) proportional to 1 + beta [i on a jittered Canny edge]."""
 
     name = "egra"
@@ -91,9 +116,8 @@ class EdgeGuidedSampler(Sampler):
     def __init__(self, *, target: torch.Tensor, shape: tuple[int, ...], total_steps: int, ratio: float = 0.5,
                  scheduler: str = "constant", seed: int = 0, low: float = 30, high: float = 40, jitter: int = 2,
                  edge_weight: float = 0.5):
-        super().__init__(num_pixels=target.shape[0], total_steps=total_steps, ratio=ratio, scheduler=scheduler,
+        super().__init__(target=target, shape=shape, total_steps=total_steps, ratio=ratio, scheduler=scheduler,
                          seed=seed)
-        self.shape = check_shape(shape, target.shape[0])
         edges = canny(grey_frames(target, self.shape, self.name), low, high)  # (F, H, W)
         self.edges = torch.from_numpy(np.argwhere(edges))  # (E, 3): frame, y, x
         self.height, self.width = self.shape[-2:]
@@ -145,7 +169,7 @@ def expansive_edges(frames: np.ndarray, area: int, *, iterations: int = 24) -> n
     return best
 
 
-class ExpansiveSampler(Sampler):
+class ExpansiveSampler(TargetSampler):
     """Expansive supervision: floor(0.5 r_0 N) fixed edge anchors every step, plus uniform others up to r_t N."""
 
     name = "expansive"
@@ -153,9 +177,8 @@ class ExpansiveSampler(Sampler):
 
     def __init__(self, *, target: torch.Tensor, shape: tuple[int, ...], total_steps: int, ratio: float = 0.5,
                  scheduler: str = "constant", seed: int = 0, anchor_fraction: float = 0.5):
-        super().__init__(num_pixels=target.shape[0], total_steps=total_steps, ratio=ratio, scheduler=scheduler,
+        super().__init__(target=target, shape=shape, total_steps=total_steps, ratio=ratio, scheduler=scheduler,
                          seed=seed)
-        self.shape = check_shape(shape, target.shape[0])
         self.num_anchors = count(anchor_fraction * ratio, self.num_pixels)  # A = 0.5 r_0 N
         region = torch.from_numpy(expansive_edges(grey_frames(target, self.shape, self.name), self.num_anchors))
         on_edges = torch.nonzero(region.flatten()).flatten()  # (E,) flat indices, (f h w) order
@@ -186,7 +209,7 @@ class ExpansiveSampler(Sampler):
 # ---------------------------------------------------------------------------------------------------- soft mining
 
 
-class SoftMiningSampler(Sampler):
+class SoftMiningSampler(TargetSampler):
     """Soft mining: Langevin-moved samples towards high loss, re-drawn tenths, importance weights (1/e)^alpha_t.
 
     Positions are continuous, in pixel units per grid axis (the pixel centre i at i); coordinates are the
@@ -202,14 +225,12 @@ class SoftMiningSampler(Sampler):
                  scheduler: str = "constant", seed: int = 0, step_size: float = 0.5, noise: float = 0.5,
                  max_drift: float = 2.0, redraw_low: float = 0.1, redraw_uniform: float = 0.1,
                  alpha_max: float = 0.6, alpha_steps: int = 1000, max_weight: float = 10.0):
-        super().__init__(num_pixels=target.shape[0], total_steps=total_steps, ratio=ratio, scheduler=scheduler,
+        super().__init__(target=target, shape=shape, total_steps=total_steps, ratio=ratio, scheduler=scheduler,
                          seed=seed)
-        self.shape = check_shape(shape, target.shape[0])
         magnitude = torch.from_numpy(sobel_magnitude(grey_frames(target, self.shape, self.name)).ravel())  # (N,)
         if magnitude.sum() <= 0:  # a flat signal: no edges to prefer
             magnitude = torch.ones_like(magnitude)
         self.edge_cdf = torch.cumsum(magnitude / magnitude.sum(), 0)  # (N,) of the Sobel distribution
-        self.target = target
         self.sizes = torch.tensor(self.shape, dtype=torch.float32)  # (D,)
         self.strides = torch.tensor([math.prod(self.shape[d + 1:]) for d in range(len(self.shape))])  # e.g. (W, 1)
         # (D,) dc/di = 2 / (S - 1) per axis; an axis of one pixel (c = 0 there) never moves: 0.
@@ -293,7 +314,7 @@ class SoftMiningSampler(Sampler):
 # ---------------------------------------------------------------------------------------------------- INT
 
 
-class IntSampler(Sampler):
+class IntSampler(TargetSampler):
     """INT, incremental profiling: the top floor(r_t N) samples by the last profile's squared error."""
 
     name = "int"
@@ -301,10 +322,8 @@ class IntSampler(Sampler):
 
     def __init__(self, *, target: torch.Tensor, shape: tuple[int, ...], total_steps: int, ratio: float = 0.5,
                  scheduler: str = "constant", seed: int = 0, chunk: int = 65536):
-        super().__init__(num_pixels=target.shape[0], total_steps=total_steps, ratio=ratio, scheduler=scheduler,
+        super().__init__(target=target, shape=shape, total_steps=total_steps, ratio=ratio, scheduler=scheduler,
                          seed=seed)
-        self.shape = check_shape(shape, target.shape[0])
-        self.target = target
         self.chunk = chunk
         # Stage boundaries b_k = ceil((5 + 3k) T / 20), k = 0..5: a quarter, then five equal stages.
         self.boundaries = [-(-(5 + 3 * k) * total_steps // 20) for k in range(6)]

@@ -1,4 +1,4 @@
-"""Gaussian diffusion: noise schedules, the forward process, DDPM and DDIM samplers, losses and bits per dimension.
+"""Gaussian diffusion: noise schedules, the forward process, the posterior, losses and bits per dimension.
 
 This file knows nothing about networks: a model is any callable ``model(x_t, t)`` or ``model(x_t, t, y)`` returning
 a tensor of x_t's shape (twice the channels when it also predicts the variance), such as
@@ -22,13 +22,9 @@ eps prediction is Eq. 11: mu = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alph
 ("fixed_large") or beta~_t ("fixed_small"), or learned: the network's extra output v in [-1, 1] interpolates
 log sigma^2 = (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t (Nichol & Dhariwal 2021, Eq. 15; DiT).
 
-**DDIM** (Song et al. 2021) jumps along any decreasing subsequence of time steps t -> s (Eq. 12 and 16)::
-
-    x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps + sigma z,
-    sigma = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s)          eta = 0: deterministic
-
-**Classifier-free guidance** (Ho & Salimans 2022, Eq. 6): out = out(x, null) + s (out(x, y) - out(x, null)) on every
-output channel; s = 1 is the conditional model.
+**Sampling** (DDPM's ancestral steps, DDIM's jumps, classifier-free guidance) is in :mod:`visionlab.models.samplers`,
+whose :class:`~visionlab.models.samplers.DiffusionSamplers` this class inherits: ``ddpm_sample``, ``ddim_sample``,
+``ddpm_step``, ``ddim_step``, ``ddim_timesteps``.
 
 **Training.** L_simple = E_{t, x_0, eps} || target - model(x_t, t) ||^2 (DDPM Eq. 14). With a learned variance the
 hybrid loss adds lambda L_vlb, lambda = 0.001, through the variance only (Nichol & Dhariwal Eq. 16).
@@ -46,24 +42,23 @@ Shape legend: B batch, C channels, H, W height and width; coefficients are gathe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from itertools import pairwise
 
 import torch
 from torch.special import log_ndtr, ndtr
 
+from visionlab.models.samplers import DiffusionSamplers, Model, progress_bar, randn
+from visionlab.opt.generate import check_min_snr
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.presets import from_preset
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "x0", "v")
 VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 
-Model = Callable[..., torch.Tensor]
-
 
 # ---------------------------------------------------------------------------------------------------------------------
-# helpers: schedules, Gaussian KL, discretised likelihood, guidance
+# helpers: schedules, Gaussian KL, discretised likelihood
 # ---------------------------------------------------------------------------------------------------------------------
 
 def linear_beta_schedule(timesteps: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -103,33 +98,6 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, *, mean: torch.Tensor, 
     return torch.where(first, log_ndtr(upper), torch.where(last, log_ndtr(-lower), log_mid))
 
 
-def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    """uncond + scale (cond - uncond), on every channel (Ho & Salimans 2022, Eq. 6 with scale = 1 + w)."""
-    return uncond + scale * (cond - uncond)
-
-
-def guided(model: Model, *, scale: float, null_class: int) -> Model:
-    """Wrap ``model(x, t, y)`` into a guided model: one batched call with the labels and with the null class.
-
-    >>> eps = guided(net, scale=4.0, null_class=10)(x_t, t, y)     # (B, C, H, W)
-    """
-    def guided_model(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(b)  # (B,)
-        null = torch.full_like(y, null_class)
-        out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, C_out, H, W)
-        return classifier_free_guidance(out[:b], out[b:], scale)  # (B, C_out, H, W)
-    return guided_model
-
-
-def randn(shape: Sequence[int], *, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-          dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, then moved: a CPU generator gives the same numbers for
-    a CUDA run as for a CPU run."""
-    where = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=where, dtype=dtype).to(device)
-
-
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     """Mean over every axis but the batch: (B, ...) -> (B,)."""
     return x.flatten(1).mean(dim=1)
@@ -165,8 +133,8 @@ class DiffusionConfig:
                                       PREDICTIONS), ("variance", self.variance, VARIANCES)):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
-            raise ConfigError(f"min_snr_gamma must be > 0 (5 in the paper) or None, got {self.min_snr_gamma}")
+        if self.min_snr_gamma is not None:
+            check_min_snr(self.min_snr_gamma)
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
 
@@ -184,12 +152,10 @@ DIFFUSION_PRESETS: dict[str, dict] = {
 
 def diffusion_config(preset: str = "ddpm", **overrides) -> DiffusionConfig:
     """A preset's config with some fields changed, e.g. ``diffusion_config("ddpm", timesteps=200)``."""
-    if preset not in DIFFUSION_PRESETS:
-        raise ConfigError(f"unknown diffusion preset {preset!r}; choose from {', '.join(DIFFUSION_PRESETS)}")
-    return DiffusionConfig(**{**DIFFUSION_PRESETS[preset], **overrides})
+    return from_preset(DiffusionConfig, DIFFUSION_PRESETS, preset, "diffusion", **overrides)
 
 
-class GaussianDiffusion:
+class GaussianDiffusion(DiffusionSamplers):
     """Schedule, forward process, posterior, samplers and losses of a Gaussian diffusion (float64 tables).
 
     >>> diffusion = GaussianDiffusion(timesteps=1000)
@@ -362,74 +328,6 @@ class GaussianDiffusion:
     def _noise(self, x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         return noise if noise is not None else randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
-    def ddpm_step(self, output: torch.Tensor, x_t: torch.Tensor, t, *, noise: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One ancestral step x_t -> x_{t-1} (Algorithm 2, line 4): (x_{t-1}, x0_hat); no noise at t = 0."""
-        p = self.p_mean_variance(output, x_t, t)
-        z = self._noise(x_t, noise, generator)  # z ~ N(0, I)
-        nonzero = (self._timesteps(t, x_t) != 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))
-        return p["mean"] + nonzero * torch.exp(0.5 * p["log_variance"]) * z, p["x0"]  # mu + sigma_t z
-
-    def ddim_timesteps(self, steps: int) -> list[int]:
-        """``steps`` evenly spaced time steps, from high to low, starting at 0: 50 of 1000 -> 980, 960, ..., 0."""
-        if not 1 <= steps <= self.num_timesteps:
-            raise ConfigError(f"steps must be in [1, {self.num_timesteps}], got {steps}")
-        ratio = self.num_timesteps // steps
-        return [i * ratio for i in reversed(range(steps))]
-
-    def ddim_step(self, output: torch.Tensor, x_t: torch.Tensor, t, t_prev, *, eta: float = 0.0,
-                  noise: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One DDIM jump x_t -> x_{t_prev} (t_prev < t; -1: the clean image): (x_{t_prev}, x0_hat).
-
-        x0_hat is clipped (``clip_denoised``) and eps_hat then re-derived from it (``eps_from_clipped_x0``).
-        """
-        out, _ = self.split_output(output, x_t)  # a learned variance is not used by DDIM
-        abar, abar_prev = self._abar(t, x_t), self._abar(t_prev, x_t)
-        x0 = self.predict_x0(x_t, t, out)
-        eps = self.predict_eps(x_t, t, out)
-        if self.config.clip_denoised:
-            x0 = x0.clamp(-1, 1)
-            if self.config.eps_from_clipped_x0:
-                eps = self.eps_from_x0(x_t, t, x0)  # x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, solved for eps
-        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()  # DDIM Eq. 16
-        x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # Eq. 12
-        if eta > 0:
-            x_prev = x_prev + sigma * self._noise(x_t, noise, generator)  # + sigma_t z
-        return x_prev, x0
-
-    # ---- sampling loops ---------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _call(model: Model, x: torch.Tensor, t: int, y: torch.Tensor | None) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
-        return model(x, tt) if y is None else model(x, tt, y)
-
-    @torch.no_grad()
-    def ddpm_sample(self, model: Model, shape: Sequence[int], *, y: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                    x_T: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
-        """Algorithm 2: x_T ~ N(0, I), then T ancestral steps -> x_0 (B, C, H, W)."""
-        x = x_T if x_T is not None else randn(shape, generator=generator, device=device)
-        for t in _progress(range(self.num_timesteps - 1, -1, -1), progress, "DDPM"):
-            x, _ = self.ddpm_step(self._call(model, x, t, y), x, t, generator=generator)
-        return x
-
-    @torch.no_grad()
-    def ddim_sample(self, model: Model, shape: Sequence[int], *, steps: int = 50, eta: float = 0.0,
-                    timesteps: Sequence[int] | None = None, y: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                    x_T: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
-        """DDIM: x_T ~ N(0, I), then jumps along ``timesteps`` (default: :meth:`ddim_timesteps`) -> x_0."""
-        timesteps = list(timesteps) if timesteps is not None else self.ddim_timesteps(steps)
-        if any(a <= b for a, b in pairwise(timesteps)) or not 0 <= timesteps[-1] < self.num_timesteps \
-                or timesteps[0] >= self.num_timesteps:
-            raise ConfigError(f"DDIM time steps must decrease within [0, {self.num_timesteps}), got {timesteps}")
-        x = x_T if x_T is not None else randn(shape, generator=generator, device=device)
-        for t, t_prev in _progress(list(zip(timesteps, timesteps[1:] + [-1])), progress, "DDIM"):
-            x, _ = self.ddim_step(self._call(model, x, t, y), x, t, t_prev, eta=eta, generator=generator)
-        return x
-
     # ---- training and likelihood ------------------------------------------------------------------------------------
 
     def sample_timesteps(self, batch: int, *, device: torch.device | str | None = None,
@@ -505,15 +403,8 @@ class GaussianDiffusion:
         if x0.min() < -1 or x0.max() > 1:
             raise DataError(f"bits per dim needs data in [-1, 1], got {x0.min().item():.3g} .. {x0.max().item():.3g}")
         terms = torch.zeros(x0.shape[0], self.num_timesteps, dtype=x0.dtype, device=x0.device)  # (B, T)
-        for t in _progress(range(self.num_timesteps - 1, -1, -1), progress, "bits/dim"):
+        for t in progress_bar(range(self.num_timesteps - 1, -1, -1), progress, "bits/dim"):
             x_t = self.q_sample(x0, t, self._noise(x0, None, generator))
             terms[:, t] = self.vb_terms_bpd(self._call(model, x_t, t, y), x0, x_t, t)
         prior = self.prior_bpd(x0)
         return dict(total=terms.sum(dim=1) + prior, prior=prior, terms=terms)
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, leave=False)

@@ -20,8 +20,9 @@ final layer is zero-initialised too, so a fresh DiT outputs 0. Hence the first b
 linear layer; after one step the patch embedding and the adaLN regressions get gradients too, and from the third pass
 (after two steps) every parameter does.
 
-**Guidance.** :meth:`DiT.forward_with_cfg` runs the batch with its labels and with the null class and returns
-uncond + s (cond - uncond) on all output channels (the reference code guides only the first three).
+**Guidance.** :func:`visionlab.models.samplers.guided` wraps any class-conditional network (this one included): it runs
+the batch with its labels and with the null class (:attr:`DiT.null_class`) and returns uncond + s (cond - uncond) on
+all output channels (the reference code guides only the first three).
 
 Shape legend: B batch, C channels, H, W height and width, P patch size, L tokens, D embedding dim.
 """
@@ -36,8 +37,9 @@ from torch import nn
 
 from visionlab.components.attention import Mlp, MultiHeadAttention
 from visionlab.components.embeddings import LabelEmbedding, PatchEmbed, TimestepEmbedder, sincos_2d
-from visionlab.models.diffusion import classifier_free_guidance
-from visionlab.util.errors import ConfigError, DataError
+from visionlab.components.initialization import xavier_uniform_init
+from visionlab.util.errors import ConfigError
+from visionlab.util.presets import from_preset
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -88,9 +90,7 @@ DIT_PRESETS: dict[str, dict] = {
 
 def dit_config(preset: str = "XL/2", **overrides) -> DiTConfig:
     """A preset's config with some fields changed, e.g. ``dit_config("S/2", num_classes=10)``."""
-    if preset not in DIT_PRESETS:
-        raise ConfigError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
-    return DiTConfig(**{**DIT_PRESETS[preset], **overrides})
+    return from_preset(DiTConfig, DIT_PRESETS, preset, "DiT", **overrides)
 
 
 class DiTBlock(nn.Module):
@@ -158,10 +158,7 @@ class DiT(nn.Module):
     @torch.no_grad()
     def initialize_weights(self) -> None:
         """The paper's init: Xavier-uniform, biases 0; N(0, 0.02) embeddings; adaLN and output layer zero."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        xavier_uniform_init(self, kinds=(nn.Linear,))
         w = self.x_embedder.proj.weight  # the patch conv is a Linear on flattened patches
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
@@ -210,19 +207,6 @@ class DiT(nn.Module):
             tokens = block(tokens, c)  # (B, L, D)
         out = self.final_layer(tokens, c)  # (B, L, P P C_out)
         return self.unpatchify(out, grid_h, grid_w)  # (B, C_out, H, W)
-
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, scale: float) -> torch.Tensor:
-        """Classifier-free guidance: uncond + scale (cond - uncond) on all channels, in one doubled batch.
-
-        x (B, C, H, W), t (B,), y (B,) -> (B, C_out, H, W). scale = 1 gives the conditional output.
-        """
-        if self.y_embedder is None:
-            raise DataError("classifier-free guidance needs a class-conditional DiT (num_classes > 0)")
-        b = x.shape[0]
-        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(b)  # (B,)
-        y_null = torch.full_like(y, self.config.num_classes)
-        out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null]))  # (2B, C_out, H, W)
-        return classifier_free_guidance(out[:b], out[b:], scale)  # (B, C_out, H, W)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -46,6 +46,7 @@ from einops import rearrange
 from torch import nn
 
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.presets import from_preset
 
 LOSSES = ("ns", "hinge", "wgan-gp")
 NORMS = ("batch", "layer", "none")
@@ -144,9 +145,7 @@ DCGAN_PRESETS: dict[str, dict] = {
 
 def dcgan_config(preset: str = "dcgan", **overrides) -> DCGANConfig:
     """A preset's config with some fields changed, e.g. ``dcgan_config("digits", num_classes=10)``."""
-    if preset not in DCGAN_PRESETS:
-        raise ConfigError(f"unknown DCGAN preset {preset!r}; choose from {', '.join(DCGAN_PRESETS)}")
-    return DCGANConfig(**{**DCGAN_PRESETS[preset], **overrides})
+    return from_preset(DCGANConfig, DCGAN_PRESETS, preset, "DCGAN", **overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from visionlab.components.attention import POOLS, TokenPool, TransformerEncoder,
 from visionlab.components.embeddings import (ClassToken, LearnedPositionalEmbedding, PatchEmbed,
                                              SinCosPositionalEmbedding)
 from visionlab.util.errors import ConfigError
+from visionlab.util.presets import from_preset
 
 POSITIONAL = ("learned", "sincos")
 
@@ -96,9 +97,7 @@ VIT_PRESETS: dict[str, dict] = {
 
 def vit_config(preset: str = "B", **overrides) -> ViTConfig:
     """A preset's config with some fields changed, e.g. ``vit_config("B", patch_size=32)`` for ViT-B/32."""
-    if preset not in VIT_PRESETS:
-        raise ConfigError(f"unknown ViT preset {preset!r}; choose from {', '.join(VIT_PRESETS)}")
-    return ViTConfig(**{**VIT_PRESETS[preset], **overrides})
+    return from_preset(ViTConfig, VIT_PRESETS, preset, "ViT", **overrides)
 
 
 class ViT(nn.Module):

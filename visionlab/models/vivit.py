@@ -46,6 +46,7 @@ from visionlab.components.attention import (POOLS, Mlp, MultiHeadAttention, Toke
                                             init_vit_weights)
 from visionlab.components.embeddings import (ClassToken, FrameEmbed, LearnedPositionalEmbedding, TubeletEmbed)
 from visionlab.util.errors import ConfigError
+from visionlab.util.presets import from_preset
 
 if TYPE_CHECKING:  # models import components and util only; a ViT is just passed in
     from visionlab.models.vit import ViT
@@ -118,9 +119,7 @@ VIVIT_PRESETS: dict[str, dict] = {
 
 def vivit_config(preset: str = "B", **overrides) -> ViViTConfig:
     """A preset's config with some fields changed, e.g. ``vivit_config("B", model=2, num_frames=16)``."""
-    if preset not in VIVIT_PRESETS:
-        raise ConfigError(f"unknown ViViT preset {preset!r}; choose from {', '.join(VIVIT_PRESETS)}")
-    return ViViTConfig(**{**VIVIT_PRESETS[preset], **overrides})
+    return from_preset(ViViTConfig, VIVIT_PRESETS, preset, "ViViT", **overrides)
 
 
 def factorised_attention_mask(frames: int, positions: int, num_heads: int, *, num_prefix_tokens: int = 0,

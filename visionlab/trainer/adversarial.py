@@ -18,20 +18,14 @@ join images of one class); a G step draws its labels uniformly.
 freezes D's parameters and changes only G. D's BatchNorm always uses the batch's own statistics (it keeps no running
 ones), so a G step leaves D's state exactly as it was.
 
-**EMA.** ``AveragedModel(use_buffers=False)`` averages G's *parameters* only; G's BatchNorm running statistics are
-copied from the live generator after every step (averaging them was what gave black samples elsewhere, users.md
-#11; never updating them would leave the initial ones). Grids, ``model.safetensors`` and ``visionlab sample`` use the
-average, in eval mode: an image then depends on its own noise only, not on the batch it was drawn in.
+**EMA.** :func:`~visionlab.trainer.base.parameter_ema` averages G's *parameters* only; G's BatchNorm running
+statistics are copied from the live generator after every step (averaging them was what gave black samples
+elsewhere, users.md #11; never updating them would leave the initial ones). Grids, ``model.safetensors`` and
+``visionlab sample`` use the average, in eval mode: an image then depends on its own noise only, not on the batch it
+was drawn in.
 
-**Warnings** (printed once and written into the next ``metrics.jsonl`` line and ``metrics.json``):
-
-- *the discriminator wins*: D classifies >= 99 % of the real and generated images of its batches right for
-  ``d_win_steps`` steps in a row; G's gradient then carries little (try hinge or wgan-gp, or a smaller D learning
-  rate). A heuristic: healthy hinge runs on digits reach 0.99 for a while too. Not for wgan-gp, whose critic is meant
-  to separate the two (its logged accuracy counts the side of the midpoint of the mean real and fake scores).
-- *mode collapse*: the mean pairwise distance of 256 images from fixed noise falls below ``collapse_threshold`` times
-  that of 256 real training images. Measured in the reference classifier's feature space (``--monitor reference``, or
-  ``auto`` when ``--fid-samples`` trains the classifier anyway) or, as a proxy, in pixel space.
+**Warnings** (the discriminator wins, mode collapse; ``trainer/gan_monitor.py``) are printed once and written into the
+next ``metrics.jsonl`` line and ``metrics.json``.
 
 **Exact resume.** Batch order per epoch and the noise, labels and interpolation weights of each step come from
 generators seeded by (seed, epoch) and (seed, step); the checkpoint keeps both networks, both optimisers, the EMA,
@@ -43,47 +37,43 @@ A run folder holds ``config.yaml``, ``metrics.jsonl`` (every ``eval_every`` step
 generator), ``discriminator.safetensors``, ``model.json`` (what ``visionlab sample`` / ``evaluate-samples`` need),
 ``metrics.json`` and ``summary.json``.
 
-The ``gan-augment`` experiment, which uses this trainer, is in ``trainer/gan_augment.py``.
+What ``visionlab sample`` and ``evaluate-samples`` need of this family (``trainer/generative_runs.py``):
+:func:`open_run` loads a run (refusing the diffusion samplers' options), :func:`drawing` draws from it. The
+``gan-augment`` experiment, which uses this trainer, is in ``trainer/gan_augment.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from visionlab.data.classification import ClassificationData
 from visionlab.data.images import save_image
 from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
                                   generator_loss, gradient_penalty)
-from visionlab.trainer.base import Trainer, epoch_batch, make_run_dir, prepare
-from visionlab.trainer.diffuse import diffusion_data, grid_labels, image_grid, parse_labels, to_model, to_unit
+from visionlab.opt import GanConfig
+from visionlab.trainer.base import make_run_dir, parameter_ema, prepare, run_training
+from visionlab.trainer.gan_monitor import GanMonitor
+from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
+                                          grid_labels, image_grid, parse_labels, to_model, to_unit)
+from visionlab.trainer.reference import judge_drawing
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
-from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
 
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
-    from visionlab.opt import GanConfig
-
 TASK = "adversarial"
-D_WINS = 0.99  # D "wins" a step when it classifies at least this share of its real and generated images right
+UNCONDITIONAL = "this GAN is unconditional (trained without --conditional); it takes no labels"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # settings, networks, sampling
 # ---------------------------------------------------------------------------------------------------------------------
 
-def gan_settings(config: "GanConfig") -> dict:
+def gan_settings(config: GanConfig) -> dict:
     """The loss-dependent defaults: DCGAN (ns, hinge) or WGAN-GP (Gulrajani et al. Alg. 1), flags override them."""
     wgan = config.loss == "wgan-gp"
     lr = config.lr or (1e-4 if wgan else 2e-4)
@@ -93,7 +83,7 @@ def gan_settings(config: "GanConfig") -> dict:
             "d_norm": config.d_norm or ("layer" if wgan else "batch")}
 
 
-def network_config(config: "GanConfig", sample_shape, num_classes: int) -> DCGANConfig:
+def network_config(config: GanConfig, sample_shape, num_classes: int) -> DCGANConfig:
     """The DCGAN sizes for the data: its channels and size, the preset's widths, K classes if conditional."""
     c, h, w = sample_shape
     if h != w:
@@ -123,29 +113,20 @@ def generate(model: Generator, num: int, *, labels: torch.Tensor | None = None,
                                                  model.config.image_size)
 
 
-def mean_pairwise_distance(x: torch.Tensor) -> float:
-    """Mean Euclidean distance between the rows of x (N, ...) over the N (N - 1) ordered pairs."""
-    f = x.flatten(1).double()  # (N, D)
-    n = len(f)
-    return (torch.cdist(f, f).sum() / max(1, n * (n - 1))).item()
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # the trainer
 # ---------------------------------------------------------------------------------------------------------------------
 
-class AdversarialTrainer(Trainer):
+class AdversarialTrainer(GanMonitor, GenerativeTrainer):
     """Trains a DCGAN pair (optionally class-conditional) with the ns, hinge or wgan-gp loss and an EMA generator."""
 
     task = TASK
     monitor_samples = 256  # images from fixed noise whose diversity is logged
 
-    def __init__(self, *, config: "GanConfig", data: ClassificationData, generator: Generator,
+    def __init__(self, *, config: GanConfig, data: ClassificationData, generator: Generator,
                  discriminator: Discriminator, run_dir: Path, device: torch.device, dist: Dist = Dist()):
-        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
-                         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every or config.steps,
-                         quiet=config.quiet, dist=dist)
-        self.data, self.generator, self.discriminator = data, generator, discriminator  # unwrapped
+        super().__init__(config=config, data=data, run_dir=run_dir, device=device, dist=dist)
+        self.generator, self.discriminator = generator, discriminator  # unwrapped
         # Training forwards go through these (DDP, BatchNorm on the global batch, with several processes); a network
         # that only passes gradients on (D in G's step) or makes images without a graph (G in D's step) is used
         # unwrapped.
@@ -154,16 +135,11 @@ class AdversarialTrainer(Trainer):
         self.conditional = config.conditional
         self.num_classes = len(data.class_names)
         n = len(data.train_y)
-        self.batch_size = min(config.batch_size, n)
-        dist.check_batch(self.batch_size)
-        self.steps_per_epoch = n // self.batch_size  # full batches only: BatchNorm needs more than one image
+        self.use_epochs(n, min(config.batch_size, n), drop_last=True)  # BatchNorm needs more than one image
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=s["lr_g"], betas=s["betas"])
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=s["lr_d"], betas=s["betas"])
-        # EMA of G's parameters only (use_buffers=False); the BatchNorm statistics are copied (see the docstring).
-        self.ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=False)
-                    if config.ema else None)
-        if self.ema is not None:
-            self.ema.module.eval()
+        # EMA of G's parameters only; the BatchNorm statistics are copied (see the docstring).
+        self.ema = parameter_ema(generator, config.ema)
         self.sums: dict[str, float] = {}  # sums of the step logs since the last log line
         self.count = 0
         self.d_win_run = 0  # consecutive steps in which D won
@@ -176,17 +152,11 @@ class AdversarialTrainer(Trainer):
             config.monitor == "auto" and config.fid_samples) else "pixels"
         self._classifier = None
         self._real_spread: float | None = None
-        self.callbacks.append(AdversarialTrainer._grid_callback)
 
     # ---------------------------------------------------------------- what the networks see
     @property
     def eval_generator(self) -> Generator:
         return self.ema.module if self.ema is not None else self.generator
-
-    def real_batch(self, position: int) -> torch.Tensor:
-        """Indices of the ``position``-th real batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        return epoch_batch(position, num_examples=len(self.data.train_y), batch_size=self.batch_size,
-                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None, *,
                            eps: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -237,7 +207,7 @@ class AdversarialTrainer(Trainer):
         mine = self.dist.shard(b)  # everything is drawn for the global batch; this rank keeps its share
         d_logs: dict[str, float] = {}
         for k in range(n_critic):
-            index = self.real_batch(step * n_critic + k)
+            index = self.batch(step * n_critic + k)  # the real images
             real = to_model(self.data.train_x[index[mine]]).to(self.device)  # (B, C, H, W) in [-1, 1]
             y = self.data.train_y[index[mine]].to(self.device) if self.conditional else None
             z = self.generator.noise(b, generator=g)[mine].to(self.device)
@@ -256,58 +226,16 @@ class AdversarialTrainer(Trainer):
         self._watch_discriminator(d_logs["d_accuracy"], step + 1)
         return logs
 
-    # ---------------------------------------------------------------- warnings
-    def warn(self, kind: str, message: str, step: int) -> None:
-        """Give a warning once per kind: printed now, logged in the next metrics.jsonl line and metrics.json."""
-        if any(w["kind"] == kind for w in self.warnings):
-            return
-        self.warnings.append({"step": step, "kind": kind, "message": message})
-        self.pending.append(message)
-        tqdm.write(f"warning: {message}", file=sys.stderr)
-
-    def _watch_discriminator(self, accuracy: float, step: int) -> None:
-        patience = self.config.d_win_steps if self.config.loss != "wgan-gp" else 0  # a critic is meant to separate
-        self.d_win_run = self.d_win_run + 1 if accuracy >= D_WINS else 0
-        if patience and self.d_win_run == patience:
-            self.warn("discriminator-wins", f"step {step}: the discriminator has told real from generated images "
-                      f"(>= {D_WINS:.0%} right) for {patience} steps in a row; the generator learns little now. "
-                      f"Try --loss hinge or wgan-gp, a lower --lr-d, or a smaller --ndf", step)
-
-    def diversity(self) -> float:
-        """Mean pairwise distance of the live generator's images from fixed noise over that of real training images,
-        in the reference classifier's feature space or in pixels (``self.monitor``). The live generator, not the
-        average: the EMA lags by about 1 / (1 - decay) steps and would hide a collapse for that long."""
-        if self._real_spread is None:
-            pick = torch.randperm(len(self.data.train_x), generator=torch.Generator().manual_seed(self.config.seed))
-            self._real_spread = mean_pairwise_distance(self._monitor_features(
-                self.data.train_x[pick[:self.monitor_samples]]))
-        fake = to_unit(generate(self.generator, len(self.fixed_z), labels=self.fixed_y, noise=self.fixed_z,
-                                device=self.device))  # (256, C, H, W) in [0, 1]
-        return mean_pairwise_distance(self._monitor_features(fake)) / max(self._real_spread, 1e-12)
-
-    def _monitor_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) in [0, 1] -> what diversity is measured on: reference features (N, 128) or pixels."""
-        if self.monitor == "pixels":
-            return images.flatten(1)
-        from visionlab.trainer.evaluate_samples import classify, reference_classifier
-
-        if self._classifier is None:
-            self._classifier, _ = reference_classifier(self.data, device=self.device, quiet=self.config.quiet)
-        return classify(self._classifier, images, device=self.device)[0]
-
     # ---------------------------------------------------------------- evaluation and pictures
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         record = {k: v / max(1, self.count) for k, v in self.sums.items()}
         self.sums, self.count = {}, 0
-        record["diversity"] = self.diversity()
+        # The live generator, not the average: the EMA lags by about 1 / (1 - decay) steps and would hide a collapse.
+        record["diversity"] = self.diversity(lambda: to_unit(generate(
+            self.generator, len(self.fixed_z), labels=self.fixed_y, noise=self.fixed_z, device=self.device)))
         record["monitor"] = self.monitor
-        warmed_up = self.step >= self.total_steps // 10  # a fresh G draws near-constant images: judge it later
-        if warmed_up and record["diversity"] < self.config.collapse_threshold:
-            self.warn("mode-collapse", f"step {self.step}: the samples look alike (their spread in "
-                      f"{'the reference features' if self.monitor == 'reference' else 'pixels'} is "
-                      f"{record['diversity']:.2f} of the real images'; below {self.config.collapse_threshold}): "
-                      f"mode collapse. Look at the sample grids; try --loss wgan-gp or a lower --lr", self.step)
+        self.watch_collapse(record["diversity"])
         if self.pending:
             record["warnings"], self.pending = self.pending, []
         return record
@@ -330,37 +258,24 @@ class AdversarialTrainer(Trainer):
         save_image(path, image_grid(to_unit(x)))
         return path
 
-    @staticmethod
-    def _grid_callback(trainer: "AdversarialTrainer") -> None:
-        every = trainer.config.sample_every
-        if every and trainer.step % every == 0 and trainer.step < trainer.total_steps:
-            trainer.sample_grid(trainer.run_dir / "samples" / f"step-{trainer.step:07d}.png")
-
     # ---------------------------------------------------------------- state and outputs
     def model_info(self) -> dict:
         """What ``visionlab sample`` and ``evaluate-samples`` need (also kept in the checkpoint)."""
         return {"task": self.task, "model": "gan", "loss": self.config.loss,
-                "model_config": dataclasses.asdict(self.generator.config),
-                "sample_shape": list(self.data.sample_shape), "class_names": list(self.data.class_names),
-                "conditional": self.conditional, "data": self.config.data, "image_size": self.data.sample_shape[-1],
-                "seed": self.config.seed, "test_size": self.config.test_size, "ema": self.config.ema}
+                "model_config": dataclasses.asdict(self.generator.config), **self.data_record(self.conditional),
+                "ema": self.config.ema}
+
+    def checkpointed(self) -> dict:
+        return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.opt_g,
+                "opt_d": self.opt_d, "ema": self.ema}
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "sums": dict(self.sums), "count": self.count, "d_win_run": self.d_win_run,
+        return {**super().state_dict(), "sums": dict(self.sums), "count": self.count, "d_win_run": self.d_win_run,
                 "warnings": list(self.warnings), "pending": list(self.pending), "monitor": self.monitor,
                 "model_info": self.model_info()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.module.eval()
+        super().load_state_dict(state)  # the EMA stays in eval mode: loading a state leaves the mode alone
         self.sums = {k: float(v) for k, v in state["sums"].items()}
         self.count, self.d_win_run = int(state["count"]), int(state["d_win_run"])
         self.warnings, self.pending = list(state["warnings"]), list(state["pending"])
@@ -383,27 +298,25 @@ class AdversarialTrainer(Trainer):
                 title=f"{self.data.name}: gan ({self.config.loss}), {self.step} steps")
         last = self.history[-1] if self.history else {}
         metrics = {**{k: last.get(k) for k in ("d_loss", "g_loss", "d_accuracy", "d_real", "d_fake", "diversity")},
-                   "steps": self.step, "train_seconds": self.train_seconds,
-                   "seconds_per_step": self.train_seconds / max(self.step, 1),
-                   "parameters": sum(p.numel() for p in self.generator.parameters()),
+                   **self.size_metrics(self.generator),
                    "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
-                   "train_examples": len(self.data.train_y), "loss": self.config.loss, "ema": self.config.ema,
-                   "monitor": self.monitor, "warnings": [w["message"] for w in self.warnings], "status": status}
+                   "loss": self.config.loss, "ema": self.config.ema, "monitor": self.monitor,
+                   "warnings": [w["message"] for w in self.warnings], "status": status}
         if self.config.fid_samples:
             labels = (torch.arange(self.config.fid_samples) % self.num_classes) if self.conditional else None
-            metrics["evaluation"] = evaluate_gan_model(self.eval_generator, info, data=self.data,
-                                                       num=self.config.fid_samples, labels=labels,
-                                                       seed=self.config.seed, device=self.device,
-                                                       quiet=self.config.quiet)
+            metrics["evaluation"] = judge_drawing(gan_drawing(self.eval_generator, labels=labels,
+                                                              num=self.config.fid_samples, device=self.device),
+                                                  self.data, seed=self.config.seed, device=self.device,
+                                                  quiet=self.config.quiet)
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
 
-def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
+def build_adversarial(config: GanConfig, *, run_dir: Path | None = None,
                       data: ClassificationData | None = None) -> AdversarialTrainer:
     """The trainer of ``config`` (its data loaded unless ``data`` is given), in a new run folder unless ``run_dir``."""
     dist, device = prepare(config)
-    data = data or diffusion_data(config.data, image_size=config.image_size, seed=config.seed,
+    data = data or generative_data(config.data, image_size=config.image_size, seed=config.seed,
                                   test_size=config.test_size)
     if len(data.train_y) < 2:
         raise DataError(f"{data.name}: a GAN needs at least 2 training images, got {len(data.train_y)}")
@@ -417,31 +330,14 @@ def build_adversarial(config: "GanConfig", *, run_dir: Path | None = None,
                               run_dir=run_dir, device=device, dist=dist)
 
 
-def train(config: "GanConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+def train(config: GanConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
     """Train a GAN; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
-    trainer = build_adversarial(config, run_dir=resume[1] if resume else None)
-    trainer.callbacks.extend(callbacks)
-    if resume:
-        trainer.resume(resume[0])
-    return trainer.train()
+    return run_training(build_adversarial, config, resume=resume, callbacks=callbacks)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# sampling from a run, judging its samples
+# the family's part in sampling and judging finished runs (trainer/generative_runs.py)
 # ---------------------------------------------------------------------------------------------------------------------
-
-def is_gan_run(run: str | Path) -> bool:
-    """Whether ``run`` (a run folder or a checkpoint) holds a GAN; anything else (or nothing) is False."""
-    path = Path(run)
-    try:
-        if path.is_dir() and (path / "model.json").is_file():
-            return read_json(path / "model.json").get("task") == TASK
-        if path.is_dir():
-            path = path / CHECKPOINT_NAME
-        return path.is_file() and load_state(path).get("task") == TASK
-    except (DataError, ValueError, OSError):
-        return False
-
 
 def refuse_sampler_options(*, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
                            guidance: float = 1.0) -> None:
@@ -469,11 +365,7 @@ def load_gan_run(run: str | Path, *, device: str | torch.device = "cpu") -> tupl
         state = load_state(checkpoint)
         if state.get("task") != TASK:
             raise DataError(f"{checkpoint} is a {state.get('task')!r} checkpoint, not a GAN one")
-        info, folder = state["model_info"], checkpoint.parent
-        if state.get("ema") is not None:  # AveragedModel keeps the network under "module." and a counter
-            weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
-        else:
-            weights = state["generator"]
+        info, folder, weights = state["model_info"], checkpoint.parent, ema_weights(state, "generator")
     model = Generator(config=DCGANConfig(**info["model_config"]))
     try:
         model.load_state_dict(weights)
@@ -483,52 +375,27 @@ def load_gan_run(run: str | Path, *, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), info, folder
 
 
-def gan_labels(labels, info: dict, num: int) -> torch.Tensor | None:
-    """Requested classes -> (num,) labels (see :func:`~visionlab.trainer.diffuse.parse_labels`); a GAN trained
-    without --conditional takes none."""
-    if not info.get("conditional") and labels is not None and labels != "":
-        raise DataError("this GAN is unconditional (trained without --conditional); it takes no labels")
-    return parse_labels(labels, info, num)
+def gan_drawing(model: Generator, *, labels: torch.Tensor | None, num: int,
+                device: torch.device | str = "cpu") -> Drawing:
+    """How to draw ``num`` images with G: one pass of its generator per image, from noise of the seed."""
+    def draw(seed: int, batch_size: int, progress: bool) -> torch.Tensor:
+        return to_unit(generate(model, num, labels=labels, generator=torch.Generator().manual_seed(seed),
+                                batch_size=batch_size, device=device))  # (N, C, H, W) in [0, 1]
+
+    return Drawing(labels=labels, draw=draw, record={"sampler": "gan"}, tag="gan")
 
 
-def sample_gan_run(run: str | Path, *, labels=None, num: int = 64, seed: int = 0, batch_size: int = 256,
-                   out: str | Path | None = None, device: str = "auto", sampler: str = "ddim",
-                   steps: int | None = None, eta: float = 0.0, guidance: float = 1.0) -> dict:
-    """Generate ``num`` images with a GAN run's EMA generator; write a grid (.png), the images (.npy, (N, C, H, W)
-    float32 in [0, 1]) and, for a conditional model, the labels (``.labels.npy``). Diffusion-only options are
-    refused (:func:`refuse_sampler_options`)."""
+def open_run(run: str | Path, *, device: torch.device | str = "cpu", sampler: str = "ddim", steps: int | None = None,
+             eta: float = 0.0, guidance: float = 1.0) -> GenerativeRun:
+    """:func:`load_gan_run` as a :class:`GenerativeRun`, after refusing the diffusion samplers' options."""
     refuse_sampler_options(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
-    torch_device = pick_device(device)
-    model, info, folder = load_gan_run(run, device=torch_device)
-    y = gan_labels(labels, info, num)
-    start = time.perf_counter()
-    images = to_unit(generate(model, num, labels=y, generator=torch.Generator().manual_seed(seed),
-                              batch_size=batch_size, device=torch_device))  # (N, C, H, W) in [0, 1]
-    seconds = time.perf_counter() - start
-    stem = Path(out) if out else folder / "samples" / f"gan-seed{seed}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    np.save(stem.with_name(stem.name + ".npy"), images.numpy().astype(np.float32))
-    if y is not None:
-        np.save(stem.with_name(stem.name + ".labels.npy"), y.numpy())
-    save_image(stem.with_name(stem.name + ".png"), image_grid(images[:256], columns=min(16, max(8, num // 8))))
-    return {"images": str(stem.with_name(stem.name + ".npy")), "grid": str(stem.with_name(stem.name + ".png")),
-            "labels": None if y is None else str(stem.with_name(stem.name + ".labels.npy")), "num": num,
-            "sampler": "gan", "seed": seed, "seconds": seconds, "model": "gan", "run": str(folder)}
+    model, info, folder = load_gan_run(run, device=device)
+    return GenerativeRun(model=model, info=info, folder=folder)
 
 
-def evaluate_gan_model(model: Generator, info: dict, *, data: ClassificationData | None = None, num: int = 500,
-                       labels: torch.Tensor | None = None, seed: int = 0, batch_size: int = 256,
-                       reference_epochs: int = 30, device: torch.device | str = "cpu", quiet: bool = True) -> dict:
-    """Generate ``num`` images with G and measure them as diffusion samples are measured
-    (``trainer/evaluate_samples.py``: FID and its floor, confidence, class accuracy)."""
-    from visionlab.trainer.evaluate_samples import reference_classifier, run_data, sample_metrics
-
-    data = data or run_data(info)
-    classifier, meta = reference_classifier(data, epochs=reference_epochs, device=device, quiet=quiet)
-    start = time.perf_counter()
-    x = generate(model, num, labels=labels, generator=torch.Generator().manual_seed(seed), batch_size=batch_size,
-                 device=device)
-    seconds = time.perf_counter() - start
-    metrics = sample_metrics(to_unit(x), data, classifier, labels=labels, seed=seed, device=device)
-    return {**metrics, "sampler": "gan", "seed": seed, "sampling_seconds": seconds,
-            "reference_test_accuracy": float(meta["test_accuracy"]), "reference": meta["path"]}
+def drawing(loaded: GenerativeRun, *, labels=None, num: int = 64, device: torch.device | str = "cpu",
+            **options) -> Drawing:
+    """How to draw ``num`` images of the classes ``labels`` from a loaded GAN run (``options``: refused already by
+    :func:`open_run`)."""
+    y = parse_labels(labels, loaded.info, num, unconditional=UNCONDITIONAL)
+    return gan_drawing(loaded.model, labels=y, num=num, device=device)

@@ -1,8 +1,9 @@
 """The training loop every visionlab trainer shares.
 
-A task subclasses :class:`Trainer` and writes ``train_step`` (one optimiser step), ``evaluate``, ``state_dict`` /
-``load_state_dict`` (its models, optimisers and helpers) and ``finish`` (its pictures and metrics). The base class
-owns what must work the same everywhere:
+A task subclasses :class:`Trainer` and writes ``train_step`` (one optimiser step), ``evaluate``, ``checkpointed`` (its
+models, optimisers, schedulers and EMA; ``state_dict`` / ``load_state_dict`` add the rest of its state) and
+``finish`` (its pictures and metrics), and a ``build_TASK(config, run_dir=None)``; its ``train`` entry point is
+:func:`run_training` of that builder. The base class owns what must work the same everywhere:
 
 - the step loop with a tqdm progress bar showing the live loss and the last evaluation;
 - wall time: only ``train_step`` counts as training time (evaluation, logging and checkpoints do not), with the
@@ -15,10 +16,14 @@ owns what must work the same everywhere:
 - several processes (torchrun, :mod:`visionlab.util.distributed`): the logged step numbers are averaged over the
   ranks, a stop asked for on one rank stops all of them after the same step, and only rank 0 evaluates, logs,
   checkpoints and writes outputs (evaluation uses the unwrapped model, so it needs no other rank).
+
+And what several tasks pick from: shuffled epochs of a fixed set of examples (:meth:`Trainer.use_epochs`,
+:meth:`Trainer.batch`), bf16 autocast (:func:`bf16_autocast`) and the EMA of the parameters (:func:`parameter_ema`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
@@ -69,6 +75,31 @@ def lr_lambda(*, warmup: int, total: int, decay: str = "cosine") -> Callable[[in
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - warmup) / max(1, total - warmup))))
 
     return factor
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, *, drop_last: bool = False) -> int:
+    """Optimiser steps of one epoch: the last batch is smaller (or, with ``drop_last``, left out)."""
+    return num_examples // batch_size if drop_last else math.ceil(num_examples / batch_size)
+
+
+def bf16_autocast(amp: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """The context of ``--amp``: bf16 autocast for ``bf16``, and for ``auto`` on a CUDA GPU that supports it (on CPUs
+    bf16 is usually slower; fp16 would need a gradient scaler); otherwise a context that does nothing."""
+    bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if bf16:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def parameter_ema(model: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """The EMA of ``model``'s *parameters* (theta_ema <- decay theta_ema + (1 - decay) theta after every step), in
+    eval mode; None when ``decay`` is None or 0. ``use_buffers=False``: the average never touches buffers, since
+    averaging them is what gave black samples in other projects (users.md #11)."""
+    if not decay:
+        return None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+    ema.module.eval()  # evaluation and sampling: no dropout, no label dropout
+    return ema
 
 
 def prepare(config) -> tuple[Dist, torch.device]:
@@ -121,16 +152,39 @@ class Trainer:
         """Metrics of the current model (not timed as training)."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
-        """Everything of the task that a resumed run needs (models, optimisers, selectors...)."""
+    def checkpointed(self) -> dict:
+        """The task's objects that a checkpoint keeps through their own ``state_dict`` / ``load_state_dict`` (models,
+        optimisers, schedulers, the EMA), by key; None stands for one this run does without."""
         return {}
 
+    def state_dict(self) -> dict:
+        """Everything of the task that a resumed run needs: by default the states of :meth:`checkpointed`."""
+        return {key: None if part is None else part.state_dict() for key, part in self.checkpointed().items()}
+
     def load_state_dict(self, state: dict) -> None:
-        pass
+        for key, part in self.checkpointed().items():
+            if part is not None:
+                part.load_state_dict(state[key])
 
     def finish(self, status: str) -> dict:
         """Write the task's outputs; return its final metrics."""
         return {}
+
+    # ------------------------------------------------------------------ shuffled epochs of a fixed set of examples
+    def use_epochs(self, num_examples: int, batch_size: int, *, drop_last: bool = False) -> None:
+        """Train on batches of ``batch_size`` of ``num_examples`` examples, reshuffled every epoch (:meth:`batch`);
+        checks that every process gets a share of the smallest batch."""
+        self.num_examples, self.batch_size = num_examples, batch_size
+        self.steps_per_epoch = steps_per_epoch(num_examples, batch_size, drop_last=drop_last)
+        if drop_last:
+            self.dist.check_batch(batch_size)
+        else:
+            self.dist.check_batch(num_examples - (self.steps_per_epoch - 1) * batch_size, "the last batch")
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Indices of the ``step``-th batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
+        return epoch_batch(step, num_examples=self.num_examples, batch_size=self.batch_size,
+                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     # ------------------------------------------------------------------ shared machinery
     @property
@@ -293,3 +347,27 @@ class Trainer:
 
         signal.signal(signal.SIGINT, handler)
         return lambda: signal.signal(signal.SIGINT, previous)
+
+
+class KeepsBest:
+    """Mixin for a trainer that keeps its best evaluation so far (``self.best``, a dict) and reads class-labelled
+    data (``self.data.class_names``): both travel in the checkpoint, so a resumed run still knows its best epoch."""
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best": self.best, "class_names": self.data.class_names}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best = dict(state["best"])
+
+
+def run_training(build: Callable[..., Trainer], config, *, resume: tuple[dict, Path] | None = None,
+                 callbacks=()) -> dict:
+    """Every task's ``train`` entry point: build its trainer with ``build(config, run_dir=...)``, add ``callbacks``
+    (called after every step), continue from ``resume`` = (checkpoint state, run folder) exactly if given, train;
+    returns the summary."""
+    trainer = build(config, run_dir=resume[1] if resume else None)
+    trainer.callbacks.extend(callbacks)
+    if resume:
+        trainer.resume(resume[0])
+    return trainer.train()

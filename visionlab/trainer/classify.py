@@ -14,34 +14,33 @@ GPUs that support it (on CPUs it is usually slower; fp16 would need a gradient s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report, confusion_matrix
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from visionlab.components.augment import random_affine
 from visionlab.components.losses import cross_entropy
 from visionlab.data.classification import ClassificationData, classification_data
-from visionlab.models.vit import ViT, vit_config
-from visionlab.models.vivit import ViViT, vivit_config
-from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
-from visionlab.util.checkpoint import save_weights
+from visionlab.data.images import load_image
+from visionlab.data.video import read_clip
+from visionlab.models.vit import ViT, ViTConfig, vit_config
+from visionlab.models.vivit import ViViT, ViViTConfig, vivit_config
+from visionlab.opt import ClassifyConfig
+from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, parameter_ema,
+                                    prepare, run_training, steps_per_epoch)
+from visionlab.util.checkpoint import load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
-from visionlab.util.io import write_json
+from visionlab.util.io import read_json, read_yaml, write_json
 from visionlab.util.plots import confusion_figure, curve_figure
 
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
-    from visionlab.opt import ClassifyConfig
 
-
-def build_model(config: "ClassifyConfig", sample_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+def build_model(config: ClassifyConfig, sample_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
     """A ViT for (C, H, W) samples or a ViViT for (C, T, H, W) samples, from the preset and the overrides."""
     overrides = {k: getattr(config, k) for k in ("patch_size", "dim", "depth", "num_heads", "mlp_dim", "pool")
                  if getattr(config, k) is not None}
@@ -56,43 +55,23 @@ def build_model(config: "ClassifyConfig", sample_shape: tuple[int, ...], num_cla
                                      in_channels=c, num_classes=num_classes, **overrides))
 
 
-def random_affine(x: torch.Tensor, generator: torch.Generator, *, translate: float = 0.1, rotate: float = 10.0,
-                  scale: float = 0.1, shear: float = 5.0) -> torch.Tensor:
-    """A random affine map per example: shift up to ``translate`` of the size, rotate and shear up to ``rotate`` /
-    ``shear`` degrees, zoom by up to +-``scale``; zeros (black) fill in. A video's frames move together. No flips:
-    a mirrored digit is another symbol."""
-    b = x.shape[0]
-    flat = x.reshape(b, -1, *x.shape[-2:])  # (B, C [* T], H, W)
-    u = lambda: torch.rand(b, generator=generator) * 2 - 1  # noqa: E731  uniform in [-1, 1]
-    angle, skew, zoom = u() * math.radians(rotate), u() * math.radians(shear), 1 + u() * scale
-    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(skew)
-    theta = torch.zeros(b, 2, 3)  # output -> input sampling map, in grid units of [-1, 1]
-    theta[:, 0, 0], theta[:, 0, 1] = cos / zoom, (-sin + tan * cos) / zoom
-    theta[:, 1, 0], theta[:, 1, 1] = sin / zoom, (cos + tan * sin) / zoom
-    theta[:, 0, 2], theta[:, 1, 2] = u() * 2 * translate, u() * 2 * translate
-    grid = F.affine_grid(theta.to(x), list(flat.shape), align_corners=False)
-    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(x.shape)
-
-
 def model_input(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] pixels -> [-1, 1], centred for the network (training and prediction alike)."""
     return x * 2 - 1
 
 
-class ClassifyTrainer(Trainer):
+class ClassifyTrainer(KeepsBest, Trainer):
     """Trains a ViT / ViViT on tensors of images or clips."""
 
     task = "classify"
 
-    def __init__(self, *, config: "ClassifyConfig", data: ClassificationData, model: torch.nn.Module,
+    def __init__(self, *, config: ClassifyConfig, data: ClassificationData, model: torch.nn.Module,
                  run_dir: Path, device: torch.device, dist: Dist = Dist()):
-        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
-        total = config.epochs * self.steps_per_epoch
-        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
-                         eval_every=self.steps_per_epoch,
-                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet,
-                         dist=dist)
-        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
+        epoch = steps_per_epoch(len(data.train_y), config.batch_size)
+        total = config.epochs * epoch
+        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total, eval_every=epoch,
+                         checkpoint_every=config.checkpoint_every or epoch, quiet=config.quiet, dist=dist)
+        self.use_epochs(len(data.train_y), config.batch_size)
         self.data = data
         self.model = model  # unwrapped: evaluation, EMA, state dicts
         self.net = dist.wrap(model)  # training forwards (DDP with several processes)
@@ -104,21 +83,9 @@ class ClassifyTrainer(Trainer):
         # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
         schedule = lr_lambda(warmup=round(config.warmup_epochs * self.steps_per_epoch), total=total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        # EMA of the parameters only (users.md #11: averaging buffers gave black samples elsewhere).
-        self.ema = None if config.ema is None else AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
-        self.autocast = self._autocast(config.amp)
+        self.ema = parameter_ema(model, config.ema)  # of the parameters only
+        self.autocast = bf16_autocast(config.amp, device)
         self.best = {"accuracy": -1.0, "epoch": 0}
-
-    def _autocast(self, amp: str):
-        bf16 = amp == "bf16" or (amp == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported())
-        if bf16:
-            return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext
-
-    def batch(self, step: int) -> torch.Tensor:
-        """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
-                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
@@ -159,19 +126,8 @@ class ClassifyTrainer(Trainer):
             save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict())
         return {"accuracy": accuracy, "best_accuracy": self.best["accuracy"]}
 
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best": self.best,
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "class_names": self.data.class_names}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.best = dict(state["best"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
 
     def finish(self, status: str) -> dict:
         predicted = self.predict(self.data.test_x)
@@ -205,7 +161,7 @@ class ClassifyTrainer(Trainer):
         return {k: v for k, v in metrics.items() if k not in ("report", "confusion")}
 
 
-def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> ClassifyTrainer:
+def build_classify(config: ClassifyConfig, *, run_dir: Path | None = None) -> ClassifyTrainer:
     dist, device = prepare(config)
     data = classification_data(config.data, video=config.video or config.model == "vivit",
                                image_size=config.image_size, frames=config.frames, seed=config.seed,
@@ -218,22 +174,13 @@ def build_classify(config: "ClassifyConfig", *, run_dir: Path | None = None) -> 
     return ClassifyTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device, dist=dist)
 
 
-def train(config: "ClassifyConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+def train(config: ClassifyConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
     """Train a classifier; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
-    trainer = build_classify(config, run_dir=resume[1] if resume else None)
-    trainer.callbacks.extend(callbacks)
-    if resume:
-        trainer.resume(resume[0])
-    return trainer.train()
+    return run_training(build_classify, config, resume=resume, callbacks=callbacks)
 
 
 def load_classifier(run: str | Path, *, device: str = "auto") -> tuple[torch.nn.Module, dict]:
     """The trained model of run folder ``run`` (its ``model.safetensors``) and its ``model.json`` record."""
-    from visionlab.models.vit import ViTConfig
-    from visionlab.models.vivit import ViViTConfig
-    from visionlab.util.checkpoint import load_weights
-    from visionlab.util.io import read_json
-
     run = Path(run)
     if not (run / "model.json").is_file():
         raise DataError(f"{run} is not a finished classify run (no model.json); train one with 'visionlab train'")
@@ -261,8 +208,6 @@ def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test
     """Accuracy, per-class report and confusion matrix of run ``run``'s model on ``data`` (default: the run's own
     data set, with its own split); ``split`` is ``test`` or ``all``. Writes ``evaluation-<data>-<split>.json`` and
     its confusion matrix picture into the run folder and returns the metrics."""
-    from visionlab.util.io import read_yaml
-
     run = Path(run)
     model, info = load_classifier(run, device=device)
     if not (run / "config.yaml").is_file():
@@ -314,9 +259,6 @@ def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test
 @torch.no_grad()
 def predict_files(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
     """Class and probability for each image (ViT runs) or clip (ViViT runs: ``.npy`` or a folder of frames)."""
-    from visionlab.data.images import load_image
-    from visionlab.data.video import read_clip
-
     model, info = load_classifier(run, device=device)
     shape = info["sample_shape"]  # (C, H, W) or (C, T, H, W)
     rows = []

@@ -9,10 +9,9 @@ variance) -> AdamW with a linear warm-up, gradient clipping -> EMA of the parame
 probability ``class_dropout``, so one network learns p(x | y) and p(x) and sampling can use classifier-free guidance:
 eps = eps(x, null) + s (eps(x, y) - eps(x, null)) (Ho & Salimans 2022).
 
-**EMA.** ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn(decay)`` averages the *parameters* only
-(``use_buffers=False``): theta_ema <- decay theta_ema + (1 - decay) theta after every step. Averaging buffers too is
-what gave black samples in other projects (users.md #11). The sample grids, the logged test loss and
-``model.safetensors`` use the EMA weights.
+**EMA.** :func:`~visionlab.trainer.base.parameter_ema` averages the *parameters* only: theta_ema <- decay theta_ema +
+(1 - decay) theta after every step. The sample grids, the logged test loss and ``model.safetensors`` use the EMA
+weights.
 
 **Exact resume.** The batch order of each epoch, t and the noise of each step come from generators seeded by the step,
 label dropout and network dropout from the global generator, whose state the checkpoint keeps. A resumed run draws
@@ -23,74 +22,47 @@ line, the EMA model's loss on a fixed test batch with fixed t and noise), ``chec
 (grids during training), ``samples.png`` (the final grid), ``loss.png``, ``model.safetensors`` (EMA weights),
 ``model.json`` (what ``visionlab sample`` needs), ``metrics.json`` and ``summary.json``.
 
-Sampling from a run: :func:`sample_run` (``visionlab sample``); judging samples: ``trainer/evaluate_samples.py``.
+What ``visionlab sample`` and ``evaluate-samples`` need of this family (``trainer/generative_runs.py``):
+:func:`open_run` loads a run, :func:`drawing` checks the sampler options and draws from it. The data, the pixel range,
+labels and grids are shared with the GAN (``trainer/generative.py``); the reference classifier is
+``trainer/reference.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from visionlab.data.classification import ClassificationData, classification_data
-from visionlab.data.images import save_image
-from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion, guided
-from visionlab.models.dit import DiT, DiTConfig, dit_config
-from visionlab.models.unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
 from visionlab.components.embeddings import LabelEmbedding
-from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
+from visionlab.data.classification import ClassificationData
+from visionlab.data.images import save_image
+from visionlab.models.ddpm_unet import DiffusionUNet, DiffusionUNetConfig, diffusion_unet_config
+from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion
+from visionlab.models.dit import DiT, DiTConfig, dit_config
+from visionlab.models.samplers import guided
+from visionlab.opt import DiffuseConfig
+from visionlab.trainer.base import bf16_autocast, lr_lambda, make_run_dir, parameter_ema, prepare, run_training
+from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
+                                          grid_labels, image_grid, parse_labels, to_model, to_unit)
+from visionlab.trainer.reference import judge_drawing
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
-from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import read_json, write_json
 from visionlab.util.plots import curve_figure
 
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
-    from visionlab.opt import DiffuseConfig
-
 MODELS = ("ddpm", "dit")
+UNCONDITIONAL = "this model is unconditional (trained with --unconditional); it takes no labels"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# data, network, images
+# network and sampling
 # ---------------------------------------------------------------------------------------------------------------------
 
-def default_image_size(data: str) -> int:
-    """16 for scikit-learn's 8 x 8 digits (upsampled), 32 for everything else."""
-    return 16 if data == "digits" else 32
-
-
-def diffusion_data(name: str, *, image_size: int | None = None, seed: int = 0,
-                   test_size: float = 0.25) -> ClassificationData:
-    """Images (N, C, H, W) in [0, 1] with labels, resized bilinearly to ``image_size`` (digits: 8 -> 16)."""
-    data = classification_data(name, image_size=image_size or default_image_size(name), seed=seed,
-                               test_size=test_size)
-    if data.train_x.ndim != 4:
-        raise DataError(f"{name}: diffusion here trains on images (N, C, H, W), got {tuple(data.train_x.shape)}")
-    return data
-
-
-def to_model(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] pixels -> [-1, 1], the range the diffusion is defined on."""
-    return x * 2 - 1
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clipped."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
-def build_network(config: "DiffuseConfig", sample_shape: Sequence[int],
+def build_network(config: DiffuseConfig, sample_shape: Sequence[int],
                   num_classes: int) -> tuple[torch.nn.Module, GaussianDiffusion]:
     """The network (a DiffusionUNet or a DiT sized for the data) and its Gaussian diffusion."""
     c, h, w = sample_shape
@@ -119,40 +91,37 @@ def build_network(config: "DiffuseConfig", sample_shape: Sequence[int],
     return net, diffusion
 
 
-def image_grid(images: torch.Tensor, *, columns: int = 8, pad: int = 1, min_size: int = 256) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] -> one picture (H', W', C) with a white frame, enlarged (nearest) to at least
-    ``min_size`` pixels across so that 16 x 16 digits can be seen."""
-    n, c, h, w = images.shape
-    rows = math.ceil(n / columns)
-    canvas = torch.ones(rows * columns, c, h + 2 * pad, w + 2 * pad)
-    canvas[:n, :, pad:pad + h, pad:pad + w] = images.float().cpu()
-    grid = rearrange(canvas, "(r k) c h w -> c (r h) (k w)", r=rows, k=columns)  # (C, H', W')
-    scale = max(1, math.ceil(min_size / grid.shape[-1]))
-    grid = F.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
-    return grid.permute(1, 2, 0)  # (H', W', C)
+def sampler_steps(diffusion: GaussianDiffusion, sampler: str, steps: int | None) -> int:
+    """The network calls of ``sampler`` with ``steps`` asked for: DDPM runs all T; DDIM at most T, min(50, T) if
+    not given. Anything else is a ConfigError."""
+    if sampler not in ("ddpm", "ddim"):
+        raise ConfigError(f"sampler must be ddpm or ddim, got {sampler!r}")
+    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
+        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for {steps}")
+    if steps is not None and steps > diffusion.num_timesteps:
+        raise ConfigError(f"steps must be at most the model's {diffusion.num_timesteps} time steps, got {steps}")
+    return diffusion.num_timesteps if sampler == "ddpm" else (steps or min(50, diffusion.num_timesteps))
+
+
+def with_guidance(model: torch.nn.Module, guidance: float) -> torch.nn.Module:
+    """``model`` itself at guidance 1, else classifier-free guided with scale ``guidance`` (models/samplers.py's
+    :func:`~visionlab.models.samplers.guided`, which refuses a model that is not class-conditional)."""
+    return model if guidance == 1.0 else guided(model, scale=guidance, null_class=model.null_class)
 
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, diffusion: GaussianDiffusion, shape: Sequence[int], *,
              labels: torch.Tensor | None = None, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
-             guidance: float = 1.0, null_class: int | None = None, generator: torch.Generator | None = None,
-             batch_size: int = 256, device: torch.device | str = "cpu", progress: bool = False) -> torch.Tensor:
-    """Draw ``shape[0]`` images (N, C, H, W) in [-1, 1] with DDPM (all T steps) or DDIM (``steps``, default 50).
+             generator: torch.Generator | None = None, batch_size: int = 256, device: torch.device | str = "cpu",
+             progress: bool = False) -> torch.Tensor:
+    """Draw ``shape[0]`` images (N, C, H, W) in [-1, 1] with DDPM (all T steps) or DDIM (``steps``, default
+    min(50, T); see :func:`sampler_steps`).
 
-    ``labels`` (N,) asks for classes; ``guidance`` s != 1 uses classifier-free guidance with ``null_class``. The
-    starting noise comes from ``generator`` (on the CPU), batch after batch: DDIM with eta = 0 gives the same images
-    for a seed on any device and for any batch size.
+    ``labels`` (N,) asks for classes; for classifier-free guidance pass ``with_guidance(model, s)``. The starting
+    noise comes from ``generator`` (on the CPU), batch after batch: DDIM with eta = 0 gives the same images for a seed
+    on any device and for any batch size.
     """
-    if sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"sampler must be ddpm or ddim, got {sampler!r}")
-    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
-        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for "
-                          f"{steps}")
-    net = model
-    if labels is not None and guidance != 1.0:
-        if null_class is None:
-            raise ConfigError("guidance needs a class-conditional model")
-        net = guided(model, scale=guidance, null_class=null_class)
+    steps = sampler_steps(diffusion, sampler, steps)
     n, rest = shape[0], tuple(shape[1:])
     generator = generator or torch.Generator().manual_seed(0)
     out = []
@@ -161,39 +130,48 @@ def generate(model: torch.nn.Module, diffusion: GaussianDiffusion, shape: Sequen
         x_T = torch.randn((b, *rest), generator=generator).to(device)  # x_T ~ N(0, I)
         y = None if labels is None else labels[start:start + b].to(device)
         if sampler == "ddpm":
-            x = diffusion.ddpm_sample(net, x_T.shape, y=y, x_T=x_T, generator=generator, device=device,
+            x = diffusion.ddpm_sample(model, x_T.shape, y=y, x_T=x_T, generator=generator, device=device,
                                       progress=progress)
         else:
-            x = diffusion.ddim_sample(net, x_T.shape, steps=steps or 50, eta=eta, y=y, x_T=x_T, generator=generator,
-                                      device=device, progress=progress)
+            x = diffusion.ddim_sample(model, x_T.shape, steps=steps, eta=eta, y=y, x_T=x_T,
+                                      generator=generator, device=device, progress=progress)
         out.append(x.float().cpu())
     return torch.cat(out)
 
 
-def grid_labels(num_classes: int, *, per_class: int = 8, max_classes: int = 16) -> torch.Tensor:
-    """Labels of a grid: one row of ``per_class`` images per class: (min(K, max_classes) * per_class,)."""
-    return torch.arange(min(num_classes, max_classes)).repeat_interleave(per_class)
+def diffusion_drawing(model: torch.nn.Module, diffusion: GaussianDiffusion, info: dict, *,
+                      labels: torch.Tensor | None, num: int, sampler: str = "ddim", steps: int | None = None,
+                      eta: float = 0.0, guidance: float = 1.0, device: torch.device | str = "cpu") -> Drawing:
+    """How to draw ``num`` images of ``info["sample_shape"]`` with (the EMA) ``model``: the options checked now,
+    before anything is drawn."""
+    n_steps = sampler_steps(diffusion, sampler, steps)
+    net = with_guidance(model, guidance)
+
+    def draw(seed: int, batch_size: int, progress: bool) -> torch.Tensor:
+        return to_unit(generate(net, diffusion, (num, *info["sample_shape"]), labels=labels, sampler=sampler,
+                                steps=n_steps, eta=eta, generator=torch.Generator().manual_seed(seed),
+                                batch_size=batch_size, device=device, progress=progress))
+
+    return Drawing(labels=labels, draw=draw, tag=f"{sampler}-{n_steps}-g{guidance:g}",
+                   record={"sampler": sampler, "steps": n_steps, "eta": eta, "guidance": guidance})
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the trainer
 # ---------------------------------------------------------------------------------------------------------------------
 
-class DiffuseTrainer(Trainer):
+class DiffuseTrainer(GenerativeTrainer):
     """Trains a DiffusionUNet or a DiT on images with L_simple (+ L_vlb), EMA and optional class conditioning."""
 
     task = "diffuse"
     eval_batch = 256  # test images of the fixed evaluation batch
 
-    def __init__(self, *, config: "DiffuseConfig", data: ClassificationData, model: torch.nn.Module,
+    def __init__(self, *, config: DiffuseConfig, data: ClassificationData, model: torch.nn.Module,
                  diffusion: GaussianDiffusion, run_dir: Path, device: torch.device, dist: Dist = Dist()):
-        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=config.steps,
-                         eval_every=config.eval_every, checkpoint_every=config.checkpoint_every or config.steps,
-                         quiet=config.quiet, dist=dist)
-        self.data, self.model, self.diffusion = data, model, diffusion  # model unwrapped: EMA, sampling, state
+        super().__init__(config=config, data=data, run_dir=run_dir, device=device, dist=dist)
+        self.model, self.diffusion = model, diffusion  # model unwrapped: EMA, sampling, state
         self.conditional = not config.unconditional
-        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
-        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
+        self.use_epochs(len(data.train_y), config.batch_size)
         # The label dropout of classifier-free guidance is drawn here, with the step's generator and for the global
         # batch, rather than inside the network: then it does not depend on how a batch is split over processes.
         embed = next((m for m in model.modules() if isinstance(m, LabelEmbedding)), None)
@@ -206,14 +184,8 @@ class DiffuseTrainer(Trainer):
         # length the small late steps gain more than the EMA alone.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(warmup=config.warmup_steps, total=config.steps, decay=config.lr_schedule))
-        # EMA of the parameters only (use_buffers=False): the average never touches buffers.
-        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None)
-        if self.ema is not None:
-            self.ema.module.eval()  # sampling: no dropout, no label dropout
-        bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda"
-                                        and torch.cuda.is_bf16_supported())
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else \
-            contextlib.nullcontext
+        self.ema = parameter_ema(model, config.ema)  # of the parameters only, in eval mode
+        self.autocast = bf16_autocast(config.amp, device)
         self.loss_sum, self.loss_count = 0.0, 0  # training losses since the last log line
         # The fixed evaluation batch: the first test images with t and noise drawn once from the seed.
         g = torch.Generator().manual_seed(config.seed + 12345)
@@ -222,7 +194,6 @@ class DiffuseTrainer(Trainer):
         self.eval_y = data.test_y[:self.eval_batch].to(device) if self.conditional else None
         self.eval_t = torch.randint(0, diffusion.num_timesteps, (len(x0),), generator=g).to(device)
         self.eval_noise = torch.randn(x0.shape, generator=g).to(device)
-        self.callbacks.append(DiffuseTrainer._grid_callback)
 
     # ---------------------------------------------------------------- what the network sees
     @property
@@ -232,11 +203,6 @@ class DiffuseTrainer(Trainer):
     @property
     def null_class(self) -> int | None:
         return self.model.null_class
-
-    def batch(self, step: int) -> torch.Tensor:
-        """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
-                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
@@ -279,7 +245,7 @@ class DiffuseTrainer(Trainer):
         return {"train_loss": train_loss, "test_loss": losses["loss"].item(), "test_mse": losses["mse"].item()}
 
     # ---------------------------------------------------------------- pictures
-    def sample_grid(self, path: Path, *, title_step: int | None = None) -> Path:
+    def sample_grid(self, path: Path) -> Path:
         """A grid of DDIM samples of the EMA model from a fixed seed: one row per class (conditional) or 8 x 8."""
         labels = grid_labels(len(self.data.class_names)) if self.conditional else None
         n = len(labels) if labels is not None else 64
@@ -287,42 +253,28 @@ class DiffuseTrainer(Trainer):
         was_training = model.training
         model.eval()
         with self.autocast():
-            x = generate(model, self.diffusion, (n, *self.data.sample_shape), labels=labels, sampler="ddim",
-                         steps=self.config.sample_steps, guidance=self.config.guidance if labels is not None else 1.0,
-                         null_class=self.null_class, generator=torch.Generator().manual_seed(self.config.seed),
-                         device=self.device)
+            x = generate(with_guidance(model, self.config.guidance if labels is not None else 1.0), self.diffusion,
+                         (n, *self.data.sample_shape), labels=labels, sampler="ddim", steps=self.config.sample_steps,
+                         generator=torch.Generator().manual_seed(self.config.seed), device=self.device)
         model.train(was_training)
         save_image(path, image_grid(to_unit(x)))
         return path
-
-    @staticmethod
-    def _grid_callback(trainer: "DiffuseTrainer") -> None:
-        every = trainer.config.sample_every
-        if every and trainer.step % every == 0 and trainer.step < trainer.total_steps:
-            trainer.sample_grid(trainer.run_dir / "samples" / f"step-{trainer.step:07d}.png")
 
     # ---------------------------------------------------------------- state and outputs
     def model_info(self) -> dict:
         """What ``visionlab sample`` needs to rebuild the network and the diffusion (also in the checkpoint)."""
         return {"task": self.task, "model": self.config.model, "model_config": dataclasses.asdict(self.model.config),
-                "diffusion_config": dataclasses.asdict(self.diffusion.config),
-                "sample_shape": list(self.data.sample_shape), "class_names": list(self.data.class_names),
-                "conditional": self.conditional, "data": self.config.data, "image_size": self.data.sample_shape[-1],
-                "seed": self.config.seed, "test_size": self.config.test_size}
+                "diffusion_config": dataclasses.asdict(self.diffusion.config), **self.data_record(self.conditional)}
+
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "model_info": self.model_info()}
+        return {**super().state_dict(), "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+                "model_info": self.model_info()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.module.eval()
+        super().load_state_dict(state)  # the EMA stays in eval mode: loading a state leaves the mode alone
         self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
 
     def finish(self, status: str) -> dict:
@@ -339,28 +291,24 @@ class DiffuseTrainer(Trainer):
                 "test loss (EMA model, fixed batch)": (steps, [r["test_loss"] for r in self.history])},
                 xlabel="step", ylabel="loss", title=title)
         last = self.history[-1] if self.history else {}
-        metrics = {"train_loss": last.get("train_loss"), "test_loss": last.get("test_loss"), "steps": self.step,
-                   "train_seconds": self.train_seconds,
-                   "seconds_per_step": self.train_seconds / max(self.step, 1),
-                   "parameters": sum(p.numel() for p in self.model.parameters()),
-                   "train_examples": len(self.data.train_y), "ema": self.config.ema, "status": status}
+        metrics = {"train_loss": last.get("train_loss"), "test_loss": last.get("test_loss"),
+                   **self.size_metrics(self.model), "ema": self.config.ema, "status": status}
         if self.config.fid_samples:
-            from visionlab.trainer.evaluate_samples import evaluate_model
-
             labels = None
             if self.conditional:
                 labels = torch.arange(self.config.fid_samples) % len(self.data.class_names)
-            metrics["evaluation"] = evaluate_model(
-                self.eval_model, self.diffusion, info, data=self.data, num=self.config.fid_samples, labels=labels,
-                sampler="ddim", steps=self.config.sample_steps, guidance=1.0, seed=self.config.seed,
-                device=self.device, quiet=self.config.quiet)
+            draw = diffusion_drawing(self.eval_model, self.diffusion, info, labels=labels,
+                                     num=self.config.fid_samples, sampler="ddim", steps=self.config.sample_steps,
+                                     device=self.device)
+            metrics["evaluation"] = judge_drawing(draw, self.data, seed=self.config.seed, device=self.device,
+                                                  quiet=self.config.quiet)
         write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
 
-def build_diffuse(config: "DiffuseConfig", *, run_dir: Path | None = None) -> DiffuseTrainer:
+def build_diffuse(config: DiffuseConfig, *, run_dir: Path | None = None) -> DiffuseTrainer:
     dist, device = prepare(config)
-    data = diffusion_data(config.data, image_size=config.image_size, seed=config.seed, test_size=config.test_size)
+    data = generative_data(config.data, image_size=config.image_size, seed=config.seed, test_size=config.test_size)
     model, diffusion = build_network(config, data.sample_shape, len(data.class_names))
     model = model.to(device)
     if run_dir is None:
@@ -369,17 +317,13 @@ def build_diffuse(config: "DiffuseConfig", *, run_dir: Path | None = None) -> Di
                           dist=dist)
 
 
-def train(config: "DiffuseConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+def train(config: DiffuseConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
     """Train a diffusion model; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
-    trainer = build_diffuse(config, run_dir=resume[1] if resume else None)
-    trainer.callbacks.extend(callbacks)
-    if resume:
-        trainer.resume(resume[0])
-    return trainer.train()
+    return run_training(build_diffuse, config, resume=resume, callbacks=callbacks)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# sampling from a run
+# loading a run
 # ---------------------------------------------------------------------------------------------------------------------
 
 def network_from_info(info: dict) -> tuple[torch.nn.Module, GaussianDiffusion]:
@@ -399,11 +343,7 @@ def _from_checkpoint(path: Path) -> tuple[dict, dict]:
     if state.get("task") != DiffuseTrainer.task:
         raise DataError(f"{path} is a {state.get('task')!r} checkpoint, not a diffusion one (train one with "
                         f"'visionlab train ddpm' or 'visionlab train dit')")
-    if state.get("ema") is not None:  # AveragedModel keeps the network under "module." and a counter
-        weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
-    else:
-        weights = state["model"]
-    return state["model_info"], weights
+    return state["model_info"], ema_weights(state, "model")
 
 
 def load_diffusion_run(run: str | Path, *, device: str | torch.device = "cpu"
@@ -438,72 +378,20 @@ def load_diffusion_run(run: str | Path, *, device: str | torch.device = "cpu"
     return model.to(device).eval(), diffusion, info, folder
 
 
-def parse_labels(labels, info: dict, num: int) -> torch.Tensor | None:
-    """Requested classes -> (num,) labels, the list repeated to fill ``num``; None: every class in turn.
+# ---------------------------------------------------------------------------------------------------------------------
+# the family's part in sampling and judging finished runs (trainer/generative_runs.py)
+# ---------------------------------------------------------------------------------------------------------------------
 
-    ``labels``: None, a string ("3", "0,1,2", class names) or a sequence of indices / names.
-    """
-    names = list(info["class_names"])
-    if not info.get("conditional"):
-        if labels is not None and labels != "":
-            raise DataError("this model is unconditional (trained with --unconditional); it takes no labels")
-        return None
-    if labels is None or labels == "":
-        return torch.arange(num) % len(names)
-    items = [s.strip() for s in labels.split(",") if s.strip()] if isinstance(labels, str) else list(labels)
-    if not items:
-        raise DataError("no labels given")
-    values = []
-    for item in items:
-        if isinstance(item, str) and item in names:
-            values.append(names.index(item))
-            continue
-        try:
-            k = int(item)
-        except (TypeError, ValueError):
-            raise DataError(f"unknown class {item!r}; the model knows {', '.join(names)}") from None
-        if not 0 <= k < len(names):
-            raise DataError(f"label {k} is out of range: the model knows classes 0 .. {len(names) - 1} "
-                            f"({', '.join(names)})")
-        values.append(k)
-    return torch.tensor(values, dtype=torch.long).repeat(math.ceil(num / len(values)))[:num]
+def open_run(run: str | Path, *, device: torch.device | str = "cpu", **options) -> GenerativeRun:
+    """:func:`load_diffusion_run` as a :class:`GenerativeRun`; the sampler ``options`` are checked by
+    :func:`drawing`, which needs the model."""
+    model, diffusion, info, folder = load_diffusion_run(run, device=device)
+    return GenerativeRun(model=model, info=info, folder=folder, process=diffusion)
 
 
-def sample_run(run: str | Path, *, sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
-               guidance: float = 1.0, labels=None, num: int = 64, seed: int = 0, batch_size: int = 256,
-               out: str | Path | None = None, device: str = "auto", progress: bool = False) -> dict:
-    """Generate ``num`` images with a diffusion run's EMA weights; write a grid (.png), the images (.npy, (N, C, H, W)
-    float32 in [0, 1]) and, for a conditional model, the labels (``.labels.npy``). Returns where, and how long it took.
-    A GAN run is handed to :func:`visionlab.trainer.adversarial.sample_gan_run` (which refuses the sampler options).
-    """
-    from visionlab.trainer.adversarial import is_gan_run, sample_gan_run  # imported here: it imports this module
-
-    if is_gan_run(run):
-        return sample_gan_run(run, labels=labels, num=num, seed=seed, batch_size=batch_size, out=out, device=device,
-                              sampler=sampler, steps=steps, eta=eta, guidance=guidance)
-    torch_device = pick_device(device)
-    model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
-    y = parse_labels(labels, info, num)
-    if y is None and guidance != 1.0:
-        raise DataError("guidance needs a class-conditional model; this one is unconditional")
-    if sampler == "ddpm" and steps not in (None, diffusion.num_timesteps):
-        raise ConfigError(f"the ddpm sampler runs all {diffusion.num_timesteps} steps; use --sampler ddim for {steps}")
-    if steps is not None and steps > diffusion.num_timesteps:
-        raise ConfigError(f"steps must be at most the model's {diffusion.num_timesteps} time steps, got {steps}")
-    n_steps = diffusion.num_timesteps if sampler == "ddpm" else (steps or min(50, diffusion.num_timesteps))
-    start = time.perf_counter()
-    x = generate(model, diffusion, (num, *info["sample_shape"]), labels=y, sampler=sampler, steps=n_steps, eta=eta,
-                 guidance=guidance, null_class=model.null_class, generator=torch.Generator().manual_seed(seed),
-                 batch_size=batch_size, device=torch_device, progress=progress)
-    seconds = time.perf_counter() - start
-    images = to_unit(x)  # (N, C, H, W) in [0, 1]
-    stem = Path(out) if out else folder / "samples" / f"{sampler}-{n_steps}-g{guidance:g}-seed{seed}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    np.save(stem.with_name(stem.name + ".npy"), images.numpy().astype(np.float32))
-    if y is not None:
-        np.save(stem.with_name(stem.name + ".labels.npy"), y.numpy())
-    save_image(stem.with_name(stem.name + ".png"), image_grid(images[:256], columns=min(16, max(8, num // 8))))
-    return {"images": str(stem.with_name(stem.name + ".npy")), "grid": str(stem.with_name(stem.name + ".png")),
-            "labels": None if y is None else str(stem.with_name(stem.name + ".labels.npy")), "num": num,
-            "sampler": sampler, "steps": n_steps, "eta": eta, "guidance": guidance, "seed": seed,
-            "seconds": seconds, "model": info["model"], "run": str(folder)}
+def drawing(loaded: GenerativeRun, *, labels=None, num: int = 64, sampler: str = "ddim", steps: int | None = None,
+            eta: float = 0.0, guidance: float = 1.0, device: torch.device | str = "cpu") -> Drawing:
+    """How to draw ``num`` images of the classes ``labels`` (see :func:`parse_labels`) from a loaded run."""
+    y = parse_labels(labels, loaded.info, num, unconditional=UNCONDITIONAL)
+    return diffusion_drawing(loaded.model, loaded.process, loaded.info, labels=y, num=num, sampler=sampler,
+                             steps=steps, eta=eta, guidance=guidance, device=device)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from visionlab.trainer import classify, features, fit
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 from visionlab.util.io import append_jsonl, read_json, read_jsonl, read_yaml, slug, write_json, write_text, write_yaml
@@ -99,8 +100,6 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
 def _check_inputs(cells: list[Cell]) -> None:
     """Read every signal the fits will need before any of them starts: a damaged file is reported at once, not
     after hours of other cells (and leaves nothing behind)."""
-    from visionlab.trainer.fit import load_fit_signal
-
     seen = set()
     for cell in cells:
         if cell.task == "fit":
@@ -108,13 +107,11 @@ def _check_inputs(cells: list[Cell]) -> None:
                    cell.config.frames)
             if key not in seen:
                 seen.add(key)
-                load_fit_signal(cell.config)
+                fit.load_fit_signal(cell.config)
 
 
 def _run_cell(cell: Cell, folder: Path, *, quiet: bool) -> dict:
     """Run (or continue) one cell in ``folder/<task>/<key>`` and return its result line."""
-    from visionlab.trainer import classify, features, fit
-
     tasks = {"fit": fit.fit, "classify": classify.train, "features": features.run_features}
     run_dir = folder / cell.task / cell.key
     config = dataclasses.replace(cell.config, out=str(folder), name=cell.key, quiet=quiet)

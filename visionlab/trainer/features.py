@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
@@ -23,14 +22,12 @@ from visionlab.components.features import EXTRACTORS, HogFeatures, LocalFeatures
 from visionlab.data.datasets import ImageDataset, load_dataset
 from visionlab.data.images import parse_size
 from visionlab.models.classic import CLASSIFIERS, build_pipeline, save_pipeline
+from visionlab.opt import FeaturesConfig
 from visionlab.util.io import new_run_dir, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
 
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the task only reads its fields
-    from visionlab.opt import FeaturesConfig
 
-
-def evaluate_pipeline(config: "FeaturesConfig", extractor_name: str, classifier: str, train: ImageDataset,
+def evaluate_pipeline(config: FeaturesConfig, extractor_name: str, classifier: str, train: ImageDataset,
                       test: ImageDataset):
     """Fit on ``train``, score on ``test``: (fitted pipeline, metrics)."""
     extractor = build_extractor(extractor_name, encoding=config.encoding, vocabulary=config.vocabulary,
@@ -76,7 +73,7 @@ def feature_panels(extractor, dataset: ImageDataset, count: int = 4) -> list[dic
     return panels
 
 
-def run_features(config: "FeaturesConfig") -> dict:
+def run_features(config: FeaturesConfig) -> dict:
     """Run the features task (or, with ``compare``, every extractor with both classifiers); returns the summary."""
     config.validate()
     dataset = load_dataset(config.data, image_size=_size_pair(config.image_size))
@@ -103,7 +100,7 @@ def run_features(config: "FeaturesConfig") -> dict:
     return summary
 
 
-def _compare(config: "FeaturesConfig", train: ImageDataset, test: ImageDataset, run_dir: Path) -> dict:
+def _compare(config: FeaturesConfig, train: ImageDataset, test: ImageDataset, run_dir: Path) -> dict:
     rows = []
     combos = [(e, c) for e in EXTRACTORS for c in CLASSIFIERS]
     for extractor, classifier in tqdm(combos, desc="compare", disable=config.quiet):

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
-from visionlab.components.transforms import ValueTransform, make_transform
-from visionlab.data.signals import GridSignal, load_signal
+from visionlab.components.transforms import make_transform
+from visionlab.components.value_transforms import ValueTransform
+from visionlab.data.grid import GridSignal
+from visionlab.data.signals import load_signal
 from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
-from visionlab.trainer.base import Trainer, make_run_dir, prepare
+from visionlab.opt import FitConfig
+from visionlab.trainer.base import Trainer, make_run_dir, prepare, run_training
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
@@ -39,16 +41,13 @@ from visionlab.util.io import write_json
 from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
 from visionlab.util.precision import autocast, bf16_is_fast, check_bf16
 
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
-    from visionlab.opt import FitConfig
-
 
 class FitTrainer(Trainer):
     """Trains an INR on one signal (image, audio or video) with a sample selector."""
 
     task = "fit"
 
-    def __init__(self, *, config: "FitConfig", signal: GridSignal, target: torch.Tensor, model: torch.nn.Module,
+    def __init__(self, *, config: FitConfig, signal: GridSignal, target: torch.Tensor, model: torch.nn.Module,
                  transform: ValueTransform, sampler: Sampler, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: Path, device: torch.device,
                  dist: Dist = Dist(), chunk: int = 8192, precision: str = "fp32"):
@@ -211,7 +210,7 @@ def signal_digest(signal: GridSignal) -> str:
     return hashlib.sha256(signal.values.numpy().tobytes()).hexdigest()
 
 
-def model_size(config: "FitConfig") -> tuple[int, int]:
+def model_size(config: FitConfig) -> tuple[int, int]:
     """(width, depth): the config's, else the papers' SIREN 3x256, or Instant-NGP's MLP for the hash grid."""
     preset = INR_PRESETS["ngp" if config.model == "hashgrid" else "paper"]
     return (config.width if config.width is not None else preset["width"],
@@ -245,7 +244,7 @@ def auto_reason(model: torch.nn.Module, device: torch.device) -> str:
             f"--precision fp32 or bf16 to choose")
 
 
-def model_options(config: "FitConfig", signal: GridSignal) -> dict:
+def model_options(config: FitConfig, signal: GridSignal) -> dict:
     """The model's own constructor options: the hash grid's table size and finest resolution (by default the
     image's longer side, at least Instant-NGP's 512, so that every pixel of a large image has a cell)."""
     if config.model != "hashgrid":
@@ -255,13 +254,13 @@ def model_options(config: "FitConfig", signal: GridSignal) -> dict:
             "max_resolution": config.hash_resolution if config.hash_resolution is not None else finest}
 
 
-def load_fit_signal(config: "FitConfig") -> GridSignal:
+def load_fit_signal(config: FitConfig) -> GridSignal:
     """The signal named by ``config.image``: an image, a sound or a video (``config.kind``, else from its name)."""
     return load_signal(config.image, kind=config.kind, size=config.size, crop=config.crop, seconds=config.seconds,
                        frames=config.frames)
 
 
-def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer:
+def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
     """Everything a fit needs, from its config: image, transform, model, optimiser, selector and run folder."""
     dist, device = prepare(config)
     signal = load_fit_signal(config)
@@ -302,13 +301,9 @@ def build_fit(config: "FitConfig", *, run_dir: Path | None = None) -> FitTrainer
                       chunk=chunk, precision=precision)
 
 
-def fit(config: "FitConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+def fit(config: FitConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
     """Run a fit; returns the summary (its ``metrics`` hold PSNR, SSIM, wall seconds, ...).
 
     ``resume`` = (checkpoint state, run folder) continues that run exactly where it stopped.
     """
-    trainer = build_fit(config, run_dir=resume[1] if resume else None)
-    trainer.callbacks.extend(callbacks)
-    if resume:
-        trainer.resume(resume[0])
-    return trainer.train()
+    return run_training(build_fit, config, resume=resume, callbacks=callbacks)

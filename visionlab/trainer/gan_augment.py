@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visionlab.components.augment import random_affine
 from visionlab.data.classification import ClassificationData
 from visionlab.models.cnn import CNNConfig, SmallCNN
+from visionlab.opt import GanConfig
 from visionlab.trainer.adversarial import TASK, build_adversarial, generate
-from visionlab.trainer.classify import random_affine
-from visionlab.trainer.diffuse import diffusion_data, to_unit
+from visionlab.trainer.generative import generative_data, to_unit
 from visionlab.util.device import pick_device
 from visionlab.util.errors import ConfigError
 from visionlab.util.io import append_jsonl, read_json, read_jsonl, slug, to_jsonable, write_json, write_text
@@ -87,8 +88,6 @@ def gan_augment(*, settings: dict, fractions: tuple[float, ...] | None = None, s
     every fraction and seed, and write one table of test accuracy (mean and standard deviation over the seeds) into
     ``OUT/experiment/NAME``. ``settings``: ``manager.GAN_AUGMENT``. Finished cells (``cells.jsonl``) are skipped when
     the same call is made again; an interrupted GAN is trained again from its start."""
-    from visionlab.opt import GanConfig
-
     if threads:
         torch.set_num_threads(threads)
     torch_device = pick_device(device)
@@ -106,7 +105,7 @@ def gan_augment(*, settings: dict, fractions: tuple[float, ...] | None = None, s
         raise ConfigError(f"{folder} holds gan-augment with other settings; rerun with the same ones to continue "
                           f"it, or pass --name NEW for a new table")
     write_json(folder / "experiment.json", record)
-    data = diffusion_data(settings["data"], seed=0)  # one split for all cells: the seeds vary subset and weights
+    data = generative_data(settings["data"], seed=0)  # one split for all cells: the seeds vary subset and weights
     k = len(data.class_names)
     done = {r["key"]: r for r in read_jsonl(folder / "cells.jsonl")}
     classifier = dict(num_classes=k, steps=settings["classifier_steps"], batch_size=settings["classifier_batch"],

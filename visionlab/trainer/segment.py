@@ -16,11 +16,9 @@ A run folder holds ``config.yaml``, ``metrics.jsonl`` (per epoch: loss, mean IoU
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +27,14 @@ from visionlab.components.metrics import segmentation_confusion, segmentation_sc
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
-from visionlab.trainer.base import Trainer, epoch_batch, lr_lambda, make_run_dir, prepare
+from visionlab.opt import SegmentConfig
+from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, prepare,
+                                    run_training, steps_per_epoch)
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import ConfigError
 from visionlab.util.io import write_json
 from visionlab.util.plots import curve_figure
-
-if TYPE_CHECKING:  # the config class lives in opt.py, a layer above; the trainer only reads its fields
-    from visionlab.opt import SegmentConfig
 
 # CPU-sized sizes on top of models/unet.py's presets: (base preset, overrides).
 EXTRA_PRESETS = {"small": ("tiny", dict(base_channels=16, depth=3))}
@@ -47,7 +44,7 @@ PALETTE = torch.tensor([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.2, 0.4, 
                         [0.9, 0.2, 0.9], [0.1, 0.9, 0.9], [1.0, 0.6, 0.1], [0.6, 0.3, 0.1], [0.6, 0.6, 0.6]])
 
 
-def build_unet(config: "SegmentConfig", in_channels: int, num_classes: int) -> UNet:
+def build_unet(config: SegmentConfig, in_channels: int, num_classes: int) -> UNet:
     """The U-Net of the preset (models/unet.py, or ``small``) for the data's channels and classes."""
     base, overrides = EXTRA_PRESETS.get(config.preset, (config.preset, {}))
     if base not in UNET_PRESETS:
@@ -100,20 +97,18 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.55) -> 
     return blend.permute(1, 2, 0)  # (H, W, 3)
 
 
-class SegmentTrainer(Trainer):
+class SegmentTrainer(KeepsBest, Trainer):
     """Trains a segmentation U-Net; evaluates mean IoU and Dice on the test split every epoch."""
 
     task = "segment"
 
-    def __init__(self, *, config: "SegmentConfig", data: SegmentationData, model: UNet, run_dir: Path,
+    def __init__(self, *, config: SegmentConfig, data: SegmentationData, model: UNet, run_dir: Path,
                  device: torch.device, dist: Dist = Dist()):
-        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
-        total = config.epochs * self.steps_per_epoch
-        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total,
-                         eval_every=self.steps_per_epoch,
-                         checkpoint_every=config.checkpoint_every or self.steps_per_epoch, quiet=config.quiet,
-                         dist=dist)
-        dist.check_batch(len(data.train_y) - (self.steps_per_epoch - 1) * config.batch_size, "the last batch")
+        epoch = steps_per_epoch(len(data.train_y), config.batch_size)
+        total = config.epochs * epoch
+        super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total, eval_every=epoch,
+                         checkpoint_every=config.checkpoint_every or epoch, quiet=config.quiet, dist=dist)
+        self.use_epochs(len(data.train_y), config.batch_size)
         self.data, self.model = data, model  # unwrapped: evaluation, state dicts
         self.net = dist.wrap(model)  # training forwards (DDP, BatchNorm on the global batch, with several processes)
         decay = [p for p in model.parameters() if p.ndim >= 2]  # no decay on biases and BatchNorm
@@ -123,16 +118,8 @@ class SegmentTrainer(Trainer):
         # Linear warm-up to the peak, then half a cosine down to 0 at the last step.
         schedule = lr_lambda(warmup=round(config.warmup_epochs * self.steps_per_epoch), total=total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda"
-                                        and torch.cuda.is_bf16_supported())
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else \
-            contextlib.nullcontext
+        self.autocast = bf16_autocast(config.amp, device)
         self.best = {"mean_iou": -1.0, "epoch": 0}
-
-    def batch(self, step: int) -> torch.Tensor:
-        """Indices of step ``step``'s batch: a fresh permutation per epoch, seeded by (seed, epoch)."""
-        return epoch_batch(step, num_examples=len(self.data.train_y), batch_size=self.config.batch_size,
-                           steps_per_epoch=self.steps_per_epoch, seed=self.config.seed)
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
@@ -179,16 +166,8 @@ class SegmentTrainer(Trainer):
         return {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
                 "pixel_accuracy": scores["pixel_accuracy"], "best_mean_iou": self.best["mean_iou"]}
 
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best": self.best,
-                "class_names": self.data.class_names}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.best = dict(state["best"])
+    def checkpointed(self) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
 
     def finish(self, status: str) -> dict:
         scores, confusion, predicted = self.scores()
@@ -233,7 +212,7 @@ def chance_mean_iou(data: SegmentationData) -> float:
     return segmentation_scores(confusion)["mean_iou"]
 
 
-def build_segment(config: "SegmentConfig", *, run_dir: Path | None = None) -> SegmentTrainer:
+def build_segment(config: SegmentConfig, *, run_dir: Path | None = None) -> SegmentTrainer:
     dist, device = prepare(config)
     data = segmentation_data(config.data, image_size=config.image_size, train=config.train_images,
                              test=config.test_images, max_shapes=config.max_shapes, kinds=config.shape_kinds,
@@ -244,10 +223,6 @@ def build_segment(config: "SegmentConfig", *, run_dir: Path | None = None) -> Se
     return SegmentTrainer(config=config, data=data, model=model, run_dir=run_dir, device=device, dist=dist)
 
 
-def train(config: "SegmentConfig", *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
+def train(config: SegmentConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:
     """Train a segmentation U-Net; ``resume`` = (checkpoint state, run folder) continues that run exactly."""
-    trainer = build_segment(config, run_dir=resume[1] if resume else None)
-    trainer.callbacks.extend(callbacks)
-    if resume:
-        trainer.resume(resume[0])
-    return trainer.train()
+    return run_training(build_segment, config, resume=resume, callbacks=callbacks)

@@ -1,4 +1,4 @@
-"""Judging generated images without downloads: FID and more in the feature space of a reference classifier.
+"""The reference classifier and FID scoring: judging generated images without downloads.
 
 The protocol (written down, as users.md #8 asks):
 
@@ -26,22 +26,21 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
+from visionlab.components.augment import random_affine
 from visionlab.components.metrics import fid
 from visionlab.data.classification import ClassificationData
-from visionlab.data.video import load_npy
 from visionlab.models.cnn import CNNConfig, SmallCNN
-from visionlab.models.diffusion import GaussianDiffusion
-from visionlab.trainer.classify import random_affine
-from visionlab.trainer.diffuse import diffusion_data, generate, load_diffusion_run, parse_labels, to_unit
+from visionlab.trainer.generative import Drawing, to_model
 from visionlab.util.checkpoint import save_weights
-from visionlab.util.device import pick_device
 from visionlab.util.errors import DataError
-from visionlab.util.io import slug, write_json
+from visionlab.util.io import slug
 from visionlab.util.version import __version__
 
 REFERENCE_VERSION = "1"  # bump when the classifier or its training changes: cached ones are then retrained
@@ -74,8 +73,6 @@ def train_reference(data: ClassificationData, *, epochs: int = 30, batch_size: i
 
     Its own random generators are forked, so training it leaves the caller's random state alone.
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(device)
     c = data.train_x.shape[1]
     with torch.random.fork_rng(devices=[]):
@@ -92,7 +89,7 @@ def train_reference(data: ClassificationData, *, epochs: int = 30, batch_size: i
             for i in range(steps_per_epoch):
                 index = order[i * batch_size:(i + 1) * batch_size]
                 x = random_affine(data.train_x[index], g, translate=0.08, rotate=8, scale=0.08, shear=4)
-                loss = F.cross_entropy(model(x.to(device) * 2 - 1), data.train_y[index].to(device),
+                loss = F.cross_entropy(model(to_model(x.to(device))), data.train_y[index].to(device),
                                        label_smoothing=0.05)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -111,7 +108,7 @@ def classify(model: SmallCNN, images: torch.Tensor, *, device: torch.device | st
     model.eval()
     features, probs = [], []
     for x in _batches(images):
-        f = model.forward_features(x.to(device).float() * 2 - 1)  # (B, D)
+        f = model.forward_features(to_model(x.to(device).float()))  # (B, D)
         features.append(f.double().cpu())
         probs.append(torch.softmax(model.forward_head(f).double(), dim=1).cpu())
     return torch.cat(features), torch.cat(probs)
@@ -120,8 +117,6 @@ def classify(model: SmallCNN, images: torch.Tensor, *, device: torch.device | st
 def reference_classifier(data: ClassificationData, *, epochs: int = 30, seed: int = 0,
                          device: torch.device | str = "cpu", quiet: bool = True) -> tuple[SmallCNN, dict]:
     """The cached reference CNN for ``data`` (trained and cached if missing or stale) and its metadata."""
-    from safetensors import safe_open
-
     digest = data_hash(data)
     c, h, w = data.train_x.shape[1:]
     path = cache_dir() / "reference" / f"{slug(data.name)}-{c}x{h}x{w}-{digest[:12]}.safetensors"
@@ -178,88 +173,25 @@ def sample_metrics(images: torch.Tensor, data: ClassificationData, classifier: S
     return metrics
 
 
-def evaluate_model(model: torch.nn.Module, diffusion: GaussianDiffusion, info: dict, *,
-                   data: ClassificationData | None = None, num: int = 500, labels: torch.Tensor | None = None,
-                   sampler: str = "ddim", steps: int | None = None, eta: float = 0.0, guidance: float = 1.0,
-                   seed: int = 0, batch_size: int = 256, reference_epochs: int = 30,
-                   device: torch.device | str = "cpu", quiet: bool = True) -> dict:
-    """Generate ``num`` images with ``model`` and measure them (see the module docstring)."""
-    data = data or run_data(info)
+def judge_images(draw: Callable[[], torch.Tensor], data: ClassificationData, *, labels: torch.Tensor | None = None,
+                 seed: int = 0, reference_epochs: int = 30, device: torch.device | str = "cpu",
+                 quiet: bool = True) -> dict:
+    """:func:`sample_metrics` of the images (N, C, H, W) in [0, 1] that ``draw()`` returns, in the feature space of
+    the reference classifier of ``data`` (trained first if it is not cached), with ``sampling_seconds`` (the time
+    ``draw`` took), the classifier's test accuracy and its cache file."""
     classifier, meta = reference_classifier(data, epochs=reference_epochs, device=device, quiet=quiet)
     start = time.perf_counter()
-    x = generate(model, diffusion, (num, *info["sample_shape"]), labels=labels, sampler=sampler, steps=steps,
-                 eta=eta, guidance=guidance, null_class=getattr(model, "null_class", None),
-                 generator=torch.Generator().manual_seed(seed), batch_size=batch_size, device=device,
-                 progress=not quiet)
+    images = draw()
     seconds = time.perf_counter() - start
-    metrics = sample_metrics(to_unit(x), data, classifier, labels=labels, seed=seed, device=device)
-    n_steps = diffusion.num_timesteps if sampler == "ddpm" else (steps or 50)
-    return {**metrics, "sampler": sampler, "steps": n_steps, "eta": eta, "guidance": guidance, "seed": seed,
-            "sampling_seconds": seconds, "reference_test_accuracy": float(meta["test_accuracy"]),
+    metrics = sample_metrics(images, data, classifier, labels=labels, seed=seed, device=device)
+    return {**metrics, "sampling_seconds": seconds, "reference_test_accuracy": float(meta["test_accuracy"]),
             "reference": meta["path"]}
 
 
-def run_data(info: dict) -> ClassificationData:
-    """The data (and split) a diffusion run was trained on, from its ``model.json`` record."""
-    return diffusion_data(info["data"], image_size=info["image_size"], seed=info.get("seed", 0),
-                          test_size=info.get("test_size", 0.25))
-
-
-def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num: int = 500, sampler: str = "ddim",
-                     steps: int | None = None, eta: float = 0.0, guidance: float = 1.0, labels=None, seed: int = 0,
-                     batch_size: int = 256, reference_epochs: int = 30, device: str = "auto",
-                     quiet: bool = True) -> dict:
-    """FID (and its floor), confidence and class accuracy of a diffusion run's samples: the images of ``samples``
-    (a ``.npy`` written by :func:`~visionlab.trainer.diffuse.sample_run`, with its ``.labels.npy`` if there is one),
-    or ``num`` new ones. Writes ``evaluation-samples-TAG.json`` into the run folder and returns the metrics.
-    A GAN run (``trainer/adversarial.py``) is judged the same way; the sampler options do not apply to it."""
-    from visionlab.trainer import adversarial  # imported here: it imports this module
-
-    torch_device = pick_device(device)
-    if adversarial.is_gan_run(run):
-        adversarial.refuse_sampler_options(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
-        model, info, folder = adversarial.load_gan_run(run, device=torch_device)
-        diffusion = None
-    else:
-        model, diffusion, info, folder = load_diffusion_run(run, device=torch_device)
-    data = run_data(info)
-    if samples is not None:
-        path = Path(samples)
-        if not path.is_file():
-            raise DataError(f"no such samples file: {path}")
-        values = load_npy(path)  # a .npy only (no pickles), or a DataError naming the file
-        if values.ndim != 4 or 0 in values.shape or not np.issubdtype(values.dtype, np.number) \
-                or not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise DataError(f"{path}: expected images (N, C, H, W), N > 0, finite and in [0, 1], as 'visionlab "
-                            f"sample' writes them; got {values.dtype} of shape {values.shape}")
-        images = torch.from_numpy(values.astype(np.float32))
-        label_file = path.with_name(path.name[:-len(".npy")] + ".labels.npy") if path.name.endswith(".npy") else None
-        y = None
-        if label_file is not None and label_file.is_file():
-            y = load_npy(label_file)
-            if y.shape != (len(images),) or not np.issubdtype(y.dtype, np.integer):
-                raise DataError(f"{label_file}: expected {len(images)} integer labels, got {y.dtype} of shape "
-                                f"{y.shape}")
-            y = torch.from_numpy(y.astype(np.int64))
-        classifier, meta = reference_classifier(data, epochs=reference_epochs, device=torch_device, quiet=quiet)
-        metrics = {**sample_metrics(images, data, classifier, labels=y, seed=seed, device=torch_device),
-                   "samples_file": str(path), "reference_test_accuracy": float(meta["test_accuracy"]),
-                   "reference": meta["path"]}
-        tag = path.name.removesuffix(".npy")
-    elif diffusion is None:  # a GAN: one pass of its generator per image
-        y = adversarial.gan_labels(labels, info, num)
-        metrics = adversarial.evaluate_gan_model(model, info, data=data, num=num, labels=y, seed=seed,
-                                                 batch_size=batch_size, reference_epochs=reference_epochs,
-                                                 device=torch_device, quiet=quiet)
-        tag = f"gan-n{num}-seed{seed}"
-    else:
-        y = parse_labels(labels, info, num)
-        if y is None and guidance != 1.0:
-            raise DataError("guidance needs a class-conditional model; this one is unconditional")
-        metrics = evaluate_model(model, diffusion, info, data=data, num=num, labels=y, sampler=sampler, steps=steps,
-                                 eta=eta, guidance=guidance, seed=seed, batch_size=batch_size,
-                                 reference_epochs=reference_epochs, device=torch_device, quiet=quiet)
-        tag = f"{sampler}-{metrics['steps']}-g{guidance:g}-n{num}-seed{seed}"
-    metrics["run"] = str(folder)
-    write_json(folder / f"evaluation-samples-{tag}.json", metrics)
-    return metrics
+def judge_drawing(drawing: Drawing, data: ClassificationData, *, seed: int = 0, batch_size: int = 256,
+                  reference_epochs: int = 30, device: torch.device | str = "cpu", quiet: bool = True) -> dict:
+    """:func:`judge_images` of the images of a generative family's ``drawing`` (drawn from ``seed``), with the
+    options they were drawn with."""
+    metrics = judge_images(lambda: drawing.draw(seed, batch_size, not quiet), data, labels=drawing.labels, seed=seed,
+                           reference_epochs=reference_epochs, device=device, quiet=quiet)
+    return {**metrics, **drawing.record, "seed": seed}
