@@ -20,7 +20,6 @@
 # which is what you put in a shell script or a job on a cluster. Both lead to the same code and the same numbers.
 
 # %%
-import io
 import json
 import subprocess
 import sys
@@ -30,7 +29,6 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Image, display
 
 import visionlab as vl
 from visionlab.components.losses import cross_entropy, cross_entropy_error, one_hot
@@ -38,14 +36,6 @@ from visionlab.components.losses import cross_entropy, cross_entropy_error, one_
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson01-")  # runs go to a temporary folder, not into the repository
 
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 # %% [markdown]
 # ## Interpreter mode
@@ -118,4 +108,4 @@ for y in (0.6, 0.1):
     ax.plot(y, e, "o")
     ax.annotate(f"y = {y}: E = {e:.2f}", (y, e), textcoords="offset points", xytext=(8, 4))
 ax.set(xlabel="probability of the true class $y_2$", ylabel="cross-entropy $E$", title="$E = -\\log y_{true}$")
-show(fig)
+plt.show()

@@ -25,7 +25,6 @@
 # or **KNN** (the majority label of the k nearest training vectors) classifies.
 
 # %%
-import io
 import tempfile
 import warnings
 
@@ -44,15 +43,6 @@ from visionlab.data.datasets import digits
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson02-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -82,7 +72,7 @@ for k, ax in zip(range(4), axes.T):
     ax[1].set_title(f"HOG ({vector.size} values)", fontsize=10)
 for ax in axes.ravel():
     ax.axis("off")
-show(fig)
+plt.show()
 
 # %% [markdown]
 # ## SIFT and SURF keypoints
@@ -102,7 +92,7 @@ for name, ax in zip(detectors, axes):
     ax.set_title(f"{name}: {len(xy)} x {descriptors.shape[1]}-d", fontsize=10)
     ax.set(xlim=(0, 64), ylim=(64, 0))
     ax.axis("off")
-show(fig)
+plt.show()
 
 # %% [markdown]
 # ## Keypoint vectors into SVM / KNN

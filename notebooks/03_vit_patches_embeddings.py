@@ -23,7 +23,6 @@
 # Shape legend: B batch, C channels, H, W height and width, P patch size, L tokens, D embedding width.
 
 # %%
-import io
 import json
 import tempfile
 import warnings
@@ -39,15 +38,6 @@ from visionlab.models.vit import ViT, vit_config
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson03-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -79,7 +69,7 @@ axes[1].imshow(patches[0].T, cmap="gray", aspect="auto")  # one column per token
 axes[1].set(title="flattened patches: one column per token", xlabel="token (patch) index n",
             ylabel="pixel of the patch", yticks=range(P * P))
 axes[0].set(xticks=[], yticks=[])
-show(fig)
+plt.show()
 
 # %% [markdown]
 # The tiny model that will be trained below, built directly: its `forward_features` gives the encoder's tokens
@@ -112,5 +102,5 @@ epochs = [r for r in log if "accuracy" in r]
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot([r["epoch"] + 1 for r in epochs], [r["accuracy"] for r in epochs], "o-")
 ax.set(xlabel="epoch", ylabel="test accuracy", title="ViT on 8 x 8 digits (P = 2, D = 64)", ylim=(0, 1))
-show(fig)
+plt.show()
 display(Image(filename=f"{summary['run_dir']}/confusion.png", width=360))

@@ -24,7 +24,6 @@
 # $T/t$ vectors. Shape legend: B batch, C channels, T frames, H, W, L tokens, D width.
 
 # %%
-import io
 import json
 import tempfile
 import warnings
@@ -37,15 +36,6 @@ from visionlab.data.video import moving_digits
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson04-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -77,7 +67,7 @@ for row, ax_row in enumerate(axes):
     ax_row[0].set_ylabel(clips.class_names[clips.labels[row]], rotation=0, labelpad=18)
 for t, ax in enumerate(axes[0]):
     ax.set_title(f"t = {t}", fontsize=9)
-show(fig)
+plt.show()
 
 # %% [markdown]
 # ## A tiny ViViT (factorised encoder)
@@ -101,5 +91,5 @@ ax.plot([r["epoch"] + 1 for r in epochs], [r["accuracy"] for r in epochs], "o-",
 ax.axhline(1 / 8, color="gray", ls="--", label="chance")
 ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1), title="direction of motion, 8 classes")
 ax.legend()
-show(fig)
+plt.show()
 display(Image(filename=f"{summary['run_dir']}/confusion.png", width=360))

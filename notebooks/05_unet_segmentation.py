@@ -22,14 +22,12 @@
 # $$ \mathrm{IoU} = \frac{|A \cap B|}{|A \cup B|}, \qquad \mathrm{Dice} = \frac{2\,|A \cap B|}{|A| + |B|} .$$
 
 # %%
-import io
 import json
 import tempfile
 import warnings
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Image, display
 from safetensors.torch import load_file
 
 import visionlab as vl
@@ -38,15 +36,6 @@ from visionlab.models.unet import UNet
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson05-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -64,7 +53,7 @@ for ax in axes.ravel():
     ax.axis("off")
 axes[0, 0].set_title("image", loc="left")
 axes[1, 0].set_title("mask: 0 background, 1 rectangle, 2 circle, 3 triangle", loc="left", fontsize=9)
-show(fig)
+plt.show()
 
 # %% [markdown]
 # ## The shapes through the network
@@ -118,7 +107,7 @@ for ax, title in zip(axes[:, 0], ("image", "true mask", "U-Net's mask")):
     ax.set_title(title, loc="left")
 for ax in axes.ravel():
     ax.axis("off")
-show(fig)
+plt.show()
 
 # %% [markdown]
 # The per-class IoU printed above says which kinds of shape this short run has learned to tell apart; the

@@ -25,7 +25,6 @@
 # \varepsilon - \varepsilon_\theta(x_t, t)\rVert^2$, and sampling walks back from pure noise $x_T$ to $x_0$.
 
 # %%
-import io
 import json
 import tempfile
 import warnings
@@ -33,7 +32,6 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Image, display
 
 import visionlab as vl
 from visionlab.data.datasets import digits
@@ -41,15 +39,6 @@ from visionlab.models.diffusion import GaussianDiffusion
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson06-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -68,7 +57,7 @@ for ax, t in zip(axes, steps):
     ax.imshow(x_t[0, 0], cmap="gray", vmin=-1.5, vmax=1.5)
     ax.set_title(f"t = {t}\n$\\bar\\alpha_t$ = {diffusion.alphas_cumprod[t]:.3f}", fontsize=9)
     ax.axis("off")
-show(fig)
+plt.show()
 
 # %% [markdown]
 # How fast the signal fades: $\sqrt{\bar\alpha_t}$ (the image's share) against $\sqrt{1-\bar\alpha_t}$ (the
@@ -83,7 +72,7 @@ for d, name, style in ((diffusion, "linear", "-"), (cosine, "cosine", "--")):
     ax.plot(np.sqrt(1 - abar), style, color="tab:orange", label=f"$\\sqrt{{1-\\bar\\alpha_t}}$, {name}")
 ax.set(xlabel="t", title="signal and noise scales of $q(x_t | x_0)$")
 ax.legend(fontsize=8)
-show(fig)
+plt.show()
 
 # %% [markdown]
 # ## A tiny trained model
@@ -112,4 +101,4 @@ grid = images[:, 0].reshape(3, 10, 8, 8).transpose(0, 2, 1, 3).reshape(3 * 8, 10
 ax = fig.add_subplot(1, 3, (2, 3))
 ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
 ax.set(title=f"DDIM samples, asked for 0..9 in each row ({samples['seconds']:.2f} s)", xticks=[], yticks=[])
-show(fig)
+plt.show()

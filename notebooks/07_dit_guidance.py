@@ -29,29 +29,18 @@
 # trading variety for fidelity.
 
 # %%
-import io
 import tempfile
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Image, display
 
 import visionlab as vl
 from visionlab.models.dit import DiT, dit_config
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson07-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -92,7 +81,7 @@ for ax, scale in zip(axes, (1.0, 4.0)):
     grid = images.reshape(3, 10, 8, 8).transpose(0, 2, 1, 3).reshape(24, 80)  # 3 rows x 10 classes
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ax.set(title=f"guidance s = {scale:g}", xticks=np.arange(10) * 8 + 3.5, xticklabels=list(range(10)), yticks=[])
-show(fig)
+plt.show()
 
 # %% [markdown]
 # With $s > 1$ the strokes are bolder and the samples of a column closer to one another: guidance amplifies the

@@ -23,7 +23,6 @@
 # class-conditional GAN ($G(z, y)$, a projection discriminator) makes images of a chosen class.
 
 # %%
-import io
 import tempfile
 import warnings
 
@@ -39,15 +38,6 @@ from visionlab.data.datasets import digits
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson08-")  # runs go to a temporary folder, not into the repository
-
-
-def show(fig):
-    """Show a figure inline. (A run switches matplotlib to its file-only Agg back end, after which plt.show()
-    displays nothing in a notebook; a PNG works with any back end.)"""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buffer.getvalue()))
 
 
 # %% [markdown]
@@ -106,7 +96,7 @@ for ax in axes.ravel():
     ax.set(xticks=[], yticks=[])
 axes[0, 0].set_ylabel("real")
 axes[1, 0].set_ylabel("GAN")
-show(fig)
+plt.show()
 
 # %% [markdown]
 # Whether the printed accuracy with GAN images is above or below the real-only one, this is a single, short run:
