@@ -84,9 +84,9 @@ print("tokens", tuple(tokens.shape), "| logits", tuple(model(image.float()).shap
 
 # %% [markdown]
 # ## Training a small ViT on the digits
-# The `digits-vit` recipe (data-efficient training: small patches, label smoothing, warm-up and cosine decay) cut
-# to a few epochs (printed below) instead of its 100 and without its affine augmentation, so that it trains in seconds: expect a
-# lower accuracy than the full recipe's (`visionlab train vit --recipe digits-vit`).
+# The `digits-vit` recipe (data-efficient training: small patches, label smoothing, warm-up and cosine decay) cut to a
+# few epochs (printed below) instead of its 100 and without its affine augmentation, so that it trains in seconds:
+# expect a lower accuracy than the full recipe's (`visionlab train vit --recipe digits-vit`).
 
 # %%
 summary = vl.train("vit", data="digits", preset="tiny", epochs=4, batch_size=32, lr=2e-3, weight_decay=0.05,

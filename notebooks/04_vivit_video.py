@@ -71,8 +71,8 @@ plt.show()
 
 # %% [markdown]
 # ## A tiny ViViT (factorised encoder)
-# 8 frames of 16 x 16, tubelets 2 x 4 x 4 (4 time indices of 16 tokens), width 32, two blocks: the
-# `moving-digits-vivit` recipe made smaller and cut to a few epochs (printed below; the recipe: 15) so that it trains in seconds. Chance
+# 8 frames of 16 x 16, tubelets 2 x 4 x 4 (4 time indices of 16 tokens), width 32, two blocks: the `moving-digits-vivit`
+# recipe made smaller and cut to a few epochs (printed below; the recipe: 15) so that it trains in seconds. Chance
 # is 1 / 8; the printed accuracy is what this short run reached.
 
 # %%

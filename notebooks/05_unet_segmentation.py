@@ -76,8 +76,8 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %% [markdown]
 # ## Training
-# The `shapes-unet` recipe on the `tiny` network with 400 training images and a few epochs (printed below; the recipe: the
-# `small` network, 1,000 images, 30 epochs, about 2 minutes), so seconds here; the printed IoU is this short run's.
+# The `shapes-unet` recipe on the `tiny` network with 400 training images and a few epochs (printed below; the recipe:
+# the `small` network, 1,000 images, 30 epochs, about 2 minutes), so seconds here; the printed IoU is this short run's.
 
 # %%
 summary = vl.segment("shapes", preset="tiny", train_images=400, test_images=100, epochs=6, batch_size=32, lr=1e-2,

@@ -89,8 +89,9 @@ plt.show()
 # %% [markdown]
 # ## A tiny trained model
 # DDPM's U-Net on the 8 x 8 digits themselves (not the recipe's 16 x 16), 8 base channels (the recipe: 32), only `STEPS`
-# batches of 64 (printed below; the `digits-ddpm` recipe trains 7,000 steps for half an hour): a run of seconds, far
-# too short for good digits. A high learning rate and EMA decay 0.9 because the run is so short. Samples: DDIM, 20 steps, one row per class.
+# batches of 64 (printed below; the `digits-ddpm` recipe trains 7,000 steps for half an hour): a run of seconds, far too
+# short for good digits. A high learning rate and EMA decay 0.9 because the run is so short. Samples: DDIM, 20 steps,
+# one row per class.
 
 # %%
 STEPS = 150

@@ -73,9 +73,9 @@ plt.show()
 
 # %% [markdown]
 # ## Three short fits
-# SIREN with 3 hidden layers of 64 (the papers': 3 x 256) and only `STEPS` steps each (printed below; the papers
-# train for 5,000), so that the three fits take a few seconds each: full sampling with min-max targets, EVOS ($r = 0.5$) with min-max targets, and full
-# sampling with Sym-Power targets.
+# SIREN with 3 hidden layers of 64 (the papers': 3 x 256) and only `STEPS` steps each (printed below; the papers train
+# for 5,000), so that the three fits take a few seconds each: full sampling with min-max targets, EVOS ($r = 0.5$) with
+# min-max targets, and full sampling with Sym-Power targets.
 
 # %%
 STEPS = 120  # a very short fit: enough to see the curves separate, far from converged
