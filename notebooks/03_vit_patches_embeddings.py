@@ -89,7 +89,7 @@ print("tokens", tuple(tokens.shape), "| logits", tuple(model(image.float()).shap
 # expect a lower accuracy than the full recipe's (`visionlab train vit --recipe digits-vit`).
 
 # %%
-summary = vl.train("vit", data="digits", preset="tiny", epochs=4, batch_size=32, lr=2e-3, weight_decay=0.05,
+summary = vl.train("vit", data="digits", preset="tiny", epochs=8, batch_size=32, lr=2e-3, weight_decay=0.05,
                    warmup_epochs=1, label_smoothing=0.1, out=OUT, quiet=True, **options)
 m = summary["metrics"]
 print(f"test accuracy after {m['epochs']:.0f} epochs: {m['accuracy']:.4f} ({m['train_seconds']:.1f} s of training, "

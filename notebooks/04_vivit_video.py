@@ -77,7 +77,7 @@ plt.show()
 
 # %%
 summary = vl.train("vivit", data="moving-digits", preset="tiny", vivit_model=2, frames=8, image_size=16,
-                   patch_size=4, dim=32, depth=2, num_heads=2, mlp_dim=64, epochs=4, batch_size=32, lr=2e-3,
+                   patch_size=4, dim=32, depth=2, num_heads=2, mlp_dim=64, epochs=8, batch_size=32, lr=2e-3,
                    warmup_epochs=1, label_smoothing=0.1, out=OUT, quiet=True)
 m = summary["metrics"]
 print(f"test accuracy after {m['epochs']:.0f} epochs: {m['accuracy']:.4f} (chance 0.125; {m['train_seconds']:.1f} s "

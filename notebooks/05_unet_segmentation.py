@@ -76,11 +76,11 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %% [markdown]
 # ## Training
-# The `shapes-unet` recipe on the `tiny` network with 400 training images and a few epochs (printed below; the recipe:
+# The `shapes-unet` recipe on the `tiny` network with 600 training images and a few epochs (printed below; the recipe:
 # the `small` network, 1,000 images, 30 epochs, about 2 minutes), so seconds here; the printed IoU is this short run's.
 
 # %%
-summary = vl.segment("shapes", preset="tiny", train_images=400, test_images=100, epochs=6, batch_size=32, lr=1e-2,
+summary = vl.segment("shapes", preset="tiny", train_images=600, test_images=100, epochs=12, batch_size=32, lr=1e-2,
                      warmup_epochs=1, dice_weight=0.5, out=OUT, quiet=True)
 m = summary["metrics"]
 print(f"test mean IoU {m['mean_iou']:.3f} (chance {m['chance_mean_iou']:.3f}), Dice {m['mean_dice']:.3f}, "
