@@ -5,13 +5,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test clean
+.PHONY: demo test notebooks clean
 
 demo: $(VENV)/.visionlab
 	$(BIN)/python demo.py
 
 test: $(VENV)/.visionlab-test
 	$(BIN)/python -m pytest -q
+
+# The lessons (notebooks/NN_*.py, jupytext percent format) executed into notebooks/build/*.ipynb (git-ignored), with
+# their outputs and figures, then opened in JupyterLab.
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
+
+notebooks: $(VENV)/.visionlab-notebooks
+	mkdir -p notebooks/build
+	cd notebooks && for f in $(notdir $(NOTEBOOKS)); do \
+		$(abspath $(BIN))/jupytext --to ipynb --output build/$${f%.py}.ipynb $$f && \
+		$(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
+			build/$${f%.py}.ipynb || exit 1; \
+	done
+	$(BIN)/jupyter lab notebooks/build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +39,10 @@ $(VENV)/.visionlab: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.visionlab-test: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --disable-pip-version-check -e ".[test]"
+	touch $@
+
+$(VENV)/.visionlab-notebooks: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --disable-pip-version-check -e ".[notebooks]"
 	touch $@
 
 clean:

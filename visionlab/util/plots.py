@@ -8,7 +8,8 @@ from typing import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+if not os.environ.get("MPLBACKEND"):  # a back end chosen by the user or a Jupyter kernel is kept
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the back end)
 import numpy as np  # noqa: E402
 
