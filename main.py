@@ -2,7 +2,7 @@
 
 import sys
 
-from visionlab.cli import main
+from visionlab.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -43,6 +43,10 @@ LAZY_ALLOWED = {
     "tensorboard": "TensorBoard is an optional extra: runs work without it",
 }
 
+# The one import of the package itself that sits inside a function, pointing down: the entry point imports the
+# command line inside a try, so that Ctrl-C while PyTorch loads (seconds) is answered in one line, not a traceback.
+STARTUP_IMPORT = ("visionlab.__main__", "visionlab.cli")
+
 
 @dataclass(frozen=True)
 class Import:
@@ -150,7 +154,7 @@ def dodging(imports: list[Import], package: str) -> list[str]:
     """Imports inside a function: of the package itself never, of a third-party module only if LAZY_ALLOWED."""
     found = []
     for imp in imports:
-        if not imp.in_function:
+        if not imp.in_function or (imp.source, imp.target) == STARTUP_IMPORT:
             continue
         allowed = any(imp.target == name or imp.target.startswith(name + ".") for name in LAZY_ALLOWED)
         if imp.target.split(".")[0] == package or not allowed:

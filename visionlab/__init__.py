@@ -8,25 +8,48 @@ Interpreter mode::
     vl.features("digits", extractor="hog", classifier="svm") # HOG + SVM on scikit-learn's digits
 
 Script mode: ``visionlab fit coffee --steps 300`` (or ``python -m visionlab``, ``python main.py``).
+
+The names below are loaded when first used (PEP 562): ``import visionlab`` itself is instant, so that the command
+line can answer Ctrl-C in one line while PyTorch loads, and ``vl.fit`` is the function of :mod:`visionlab.api` as
+it always was.
 """
 
-from visionlab.util.version import __version__  # noqa: E402
+from __future__ import annotations
 
-from visionlab.api import (attention_maps, diffuse, evaluate, evaluate_samples, experiment, features,  # noqa: E402
-                           features_predict, fit, fit_run, forward_process, gan, hog_picture, keypoint_picture,
-                           patch_picture, position_similarity, predict, reverse_trajectory, sample, segment, shapes,
-                           show, train, tubelet_picture)
-from visionlab.components.metrics import psnr, ssim  # noqa: E402
-from visionlab.components.sampling import SAMPLERS, EvosSampler, build_sampler  # noqa: E402
-from visionlab.components.transforms import TRANSFORMS, make_transform  # noqa: E402
-from visionlab.data.images import SAMPLE_IMAGES, coordinate_grid, load_image  # noqa: E402
-from visionlab.models.inr import INR_MODELS, Finer, FourierFeatureMLP, Siren, build_inr  # noqa: E402
-from visionlab.opt import FitConfig  # noqa: E402
-from visionlab.util.device import pick_device  # noqa: E402
+import importlib
 
-__all__ = ["diffuse", "gan", "evaluate", "evaluate_samples", "sample", "segment", "experiment", "features",
-           "features_predict", "fit", "fit_run", "predict", "shapes", "train", "show", "attention_maps",
-           "position_similarity", "patch_picture", "tubelet_picture", "forward_process", "reverse_trajectory",
-           "keypoint_picture", "hog_picture", "psnr", "ssim", "SAMPLERS", "EvosSampler", "build_sampler",
-           "TRANSFORMS", "make_transform", "SAMPLE_IMAGES", "coordinate_grid", "load_image", "INR_MODELS", "Finer",
-           "FourierFeatureMLP", "Siren", "build_inr", "FitConfig", "pick_device", "__version__"]
+from visionlab.util.version import __version__
+
+# Public name -> the module that defines it.
+_PUBLIC = {
+    **dict.fromkeys(("attention_maps", "diffuse", "evaluate", "evaluate_samples", "experiment", "features",
+                     "features_predict", "fit", "fit_run", "forward_process", "gan", "hog_picture",
+                     "keypoint_picture", "patch_picture", "position_similarity", "predict", "reverse_trajectory",
+                     "sample", "segment", "shapes", "show", "train", "tubelet_picture"), "visionlab.api"),
+    **dict.fromkeys(("psnr", "ssim"), "visionlab.components.metrics"),
+    **dict.fromkeys(("SAMPLERS", "EvosSampler", "build_sampler"), "visionlab.components.sampling"),
+    **dict.fromkeys(("TRANSFORMS", "make_transform"), "visionlab.components.transforms"),
+    **dict.fromkeys(("SAMPLE_IMAGES", "coordinate_grid", "load_image"), "visionlab.data.images"),
+    **dict.fromkeys(("INR_MODELS", "Finer", "FourierFeatureMLP", "Siren", "build_inr"), "visionlab.models.inr"),
+    "FitConfig": "visionlab.opt",
+    "pick_device": "visionlab.util.device",
+}
+# The package's own sub-packages and modules, reachable as attributes too (vl.api, vl.models, ...).
+_MODULES = ("api", "cli", "components", "data", "manager", "models", "opt", "trainer", "util")
+
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"visionlab.{name}")
+    else:
+        raise AttributeError(f"module 'visionlab' has no attribute {name!r}")
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_MODULES})

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from typing import get_type_hints
 
 from visionlab import api
@@ -19,11 +21,13 @@ from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
                            FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig, help_text)
 from visionlab.util.checkpoint import load_state
-from visionlab.util.errors import ConfigError, VisionlabError
+from visionlab.util.errors import ConfigError, Terminated, VisionlabError, terminate
+from visionlab.util.failures import explain, terminated
 from visionlab.util.version import __version__
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # 'visionlab train MODEL': the config of each model family, one line for 'train --help' and its description.
 TRAIN_FAMILIES: dict[str, tuple[type, str, str]] = {
@@ -290,16 +294,16 @@ CALLS = {
 
 def _finished(summary: dict, command: str) -> int:
     if summary["status"] == "interrupted":
-        print(f"interrupted; continue with: visionlab {command} --resume {summary['run_dir']}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"{stopped()}; continue with: visionlab {command} --resume {summary['run_dir']}", file=sys.stderr)
+        return interrupted_status()
     return 0
 
 
 def report_fit(summary: dict) -> int:
     if "table" in summary:  # a folder of images: one fit each, then the table
         if summary["status"] != "finished":
-            print("interrupted; the same command continues with the image it stopped at", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            print(f"{stopped()}; the same command continues with the image it stopped at", file=sys.stderr)
+            return interrupted_status()
         print(summary["table"], end="")
         print(f"table and runs in {summary['run_dir']}")
         return 0
@@ -370,9 +374,9 @@ def report_experiment(result: dict) -> int:
     if result["status"] == "shard finished":  # the line saying so is printed; the table waits for every shard
         return 0
     if result["status"] != "finished":
-        print(f"interrupted after {result['cells_done']} of {result['cells']} runs; the same command continues it",
+        print(f"{stopped()} after {result['cells_done']} of {result['cells']} runs; the same command continues it",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted_status()
     print(result["markdown"], end="")
     print(f"table in {result['folder']}/table.md")
     return 0
@@ -432,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     command = argv[0] if argv else "visionlab"
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
     try:
         args = parse(parser, argv)
         if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun, rank 0 reports; errors still show on all
@@ -440,6 +446,26 @@ def main(argv: list[str] | None = None) -> int:
     except VisionlabError as e:
         print(f"visionlab {command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("aborted; the last checkpoint written is intact", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM at start-up, or a second one during a run
+        term = isinstance(e, Terminated)
+        print(f"visionlab {command}: {'terminated (SIGTERM)' if term else 'interrupted'}; stopped at once; every "
+              f"checkpoint written so far is intact", file=sys.stderr)
+        return EXIT_TERMINATED if term else EXIT_INTERRUPTED
+    except (OSError, MemoryError, RuntimeError) as e:  # the machine's failures: no space, no memory, read-only
+        line = explain(e)
+        if line is None:
+            raise
+        print(f"visionlab {command}: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def stopped() -> str:
+    return "terminated (SIGTERM)" if terminated() else "interrupted"
+
+
+def interrupted_status() -> int:
+    """The exit status of a run that a signal stopped after a step: 143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED

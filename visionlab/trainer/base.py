@@ -42,10 +42,23 @@ from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
 from visionlab.util.distributed import Dist
 from visionlab.util.distributed import setup as setup_distributed
-from visionlab.util.errors import DataError, TrainingError
+from visionlab.util.errors import DataError, Terminated, TrainingError
+from visionlab.util.failures import check_run_writable, explain, note_signal
 from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
 from visionlab.trainer.tensorboard import Board, open_board
 from visionlab.util.seed import rng_state, seed_everything, set_rng_state
+
+
+ETA_AFTER_STEPS = 5  # steps timed before a long run says how long it will take
+LONG_RUN_SECONDS = 300.0  # what counts as long: five minutes or more of training left
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '7 h 40 min': a duration as a person says it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def synchronize(device: torch.device) -> None:
@@ -144,6 +157,7 @@ class Trainer:
         self.history: list[dict] = []  # one record per evaluation
         self.callbacks: list[Callable[["Trainer"], None]] = []  # called after every step (tests, custom logging)
         self._stop_requested = False
+        self.stop_signal: str | None = None  # the signal that asked for the stop, for the summary
         self.board = Board()  # TensorBoard: off until train() opens it (rank 0, tensorboard installed, not refused)
 
     # ------------------------------------------------------------------ what a task writes
@@ -197,9 +211,7 @@ class Trainer:
     def check_finite(self, loss: torch.Tensor) -> None:
         """The NaN guard: call it before ``backward`` so that a bad loss never reaches the weights."""
         if not torch.isfinite(loss).all():
-            last = (f"the last good checkpoint is {self.checkpoint_path} (resume with --resume {self.run_dir})"
-                    if self.checkpoint_path.exists() else "no checkpoint was written yet")
-            raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; {last}; "
+            raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; {self._last_checkpoint()}; "
                                 f"try a lower learning rate or another value transform")
 
     def global_loss(self, loss: torch.Tensor, *, n_local: int = 1, n_global: int | None = None
@@ -254,6 +266,8 @@ class Trainer:
 
     def resume(self, state: dict | str | Path | None = None) -> None:
         """Continue from a checkpoint: its loaded state, its path, or (default) this run's own."""
+        if self.dist.is_main:  # a resumed run writes into its own folder: find out now, not after its first steps
+            check_run_writable(self.run_dir)
         if not isinstance(state, dict):
             state = load_state(state or self.checkpoint_path, map_location=self.device)
         if state.get("task") != self.task:
@@ -303,6 +317,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.5)
         try:
             last_eval = self.history[-1] if self.history else {}
+            started, seconds_before = self.step, self.train_seconds
             while self.step < self.total_steps:
                 start = time.perf_counter()
                 logs = self.dist.mean_logs(self.train_step(self.step))
@@ -314,6 +329,8 @@ class Trainer:
                     last_eval = self.run_evaluation(logs)
                 if self.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.step - started == ETA_AFTER_STEPS and main and not self.quiet:
+                    self._say_duration(self.step - started, self.train_seconds - seconds_before)
                 bar.update(1)
                 bar.set_postfix(self._postfix(logs, last_eval), refresh=False)
                 for callback in self.callbacks if main else ():  # grids, tests' hooks: rank 0's business
@@ -322,11 +339,15 @@ class Trainer:
                     status = "interrupted"
                     break
         except TrainingError as error:  # the run folder says why it stopped; the last checkpoint stays as it was
-            if self.dist.is_main:
-                write_json(self.run_dir / "summary.json", {"task": self.task, "status": "failed",
-                                                           "error": str(error), "step": self.step,
-                                                           "version": __version__})
+            self._write_failure(error)
             raise
+        except (OSError, MemoryError, RuntimeError) as error:  # the machine's: a full disk, no memory
+            line = explain(error)
+            if line is None:
+                raise
+            failure = TrainingError(f"{line}; {self._last_checkpoint()}")
+            self._write_failure(failure)
+            raise failure from None
         finally:
             bar.close()
             restore()
@@ -335,6 +356,8 @@ class Trainer:
         summary = {"task": self.task, "status": status, "run_dir": str(self.run_dir), "step": self.step,
                    "total_steps": self.total_steps, "train_seconds": self.train_seconds, "metrics": metrics,
                    "version": __version__}
+        if status == "interrupted":
+            summary["signal"] = self.stop_signal  # SIGINT (Ctrl-C), SIGTERM (a time limit, kill) or None (a request)
         if self.dist.is_main:
             write_json(self.run_dir / "summary.json", summary)
         return summary
@@ -347,21 +370,50 @@ class Trainer:
                 shown[key] = f"{last_eval[key]:.2f}"
         return shown
 
+    def _last_checkpoint(self) -> str:
+        if self.checkpoint_path.exists():
+            return f"the last good checkpoint is {self.checkpoint_path} (resume with --resume {self.run_dir})"
+        return "no checkpoint was written yet"
+
+    def _write_failure(self, error: Exception) -> None:
+        """summary.json says why the run stopped; where the disk is full that may fail too, and the message is what
+        counts then."""
+        if not self.dist.is_main:
+            return
+        with contextlib.suppress(OSError):
+            write_json(self.run_dir / "summary.json", {"task": self.task, "status": "failed", "error": str(error),
+                                                       "step": self.step, "version": __version__})
+
+    def _say_duration(self, steps: int, seconds: float) -> None:
+        """One line when the rest of a run will take long: the time per step so far, times the steps left."""
+        left = (self.total_steps - self.step) * seconds / max(1, steps)
+        if left >= LONG_RUN_SECONDS:
+            tqdm.write(f"{self.task}: about {duration(left)} for the {self.total_steps - self.step:,} steps left "
+                       f"({seconds / max(1, steps):.3g} s per step so far, evaluations not counted)")
+
     def _install_interrupt_handler(self) -> Callable[[], None]:
-        """First Ctrl-C: finish the step, checkpoint, stop. Second: abort at once."""
+        """First Ctrl-C or SIGTERM (a cluster's time limit, ``timeout``, ``kill``): finish the step, checkpoint,
+        stop, and the summary says "interrupted" and by which signal. A second one: abort at once."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, frame):
             if self._stop_requested:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
             self._stop_requested = True
-            tqdm.write("interrupted: stopping after this step with a checkpoint (Ctrl-C again to abort)")
+            self.stop_signal = signal.Signals(signum).name
+            note_signal(self.stop_signal)
+            what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+            tqdm.write(f"{what}: stopping after this step with a checkpoint (again to abort)")
 
-        signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        for signum in previous:
+            signal.signal(signum, handler)
+
+        def restore():
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+        return restore
 
 
 class KeepsBest:

@@ -36,6 +36,7 @@ from visionlab.util.checkpoint import load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
+from visionlab.util.failures import check_run_writable
 from visionlab.util.io import read_json, read_yaml, write_json
 from visionlab.util.plots import confusion_figure, curve_figure
 
@@ -231,6 +232,7 @@ def evaluate_run(run: str | Path, *, data: str | None = None, split: str = "test
     data set, with its own split); ``split`` is ``test`` or ``all``. Writes ``evaluation-<data>-<split>.json`` and
     its confusion matrix picture into the run folder and returns the metrics."""
     run = Path(run)
+    check_run_writable(run)  # before the model and data are read
     model, info = load_classifier(run, device=device)
     loaded, source = run_data(run, info, data=data)
     names = info["class_names"]

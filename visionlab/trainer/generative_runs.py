@@ -34,6 +34,7 @@ from visionlab.trainer.reference import judge_drawing, judge_images
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state
 from visionlab.util.device import pick_device
 from visionlab.util.errors import DataError
+from visionlab.util.failures import check_run_writable, check_writable
 from visionlab.util.io import read_json, write_json
 
 
@@ -83,6 +84,10 @@ def sample_run(run: str | Path, *, sampler: str = "ddim", steps: int | None = No
     torch_device = pick_device(device)
     options = dict(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
     loaded = family.load(run, device=torch_device, **options)
+    if out:  # before anything is sampled
+        check_writable(Path(out).parent)
+    else:
+        check_run_writable(loaded.folder)
     drawing = family.generator(loaded, labels=labels, num=num, device=torch_device, **options)
     start = time.perf_counter()
     images = drawing.draw(seed, batch_size, progress)  # (N, C, H, W) in [0, 1]
@@ -131,6 +136,7 @@ def evaluate_samples(run: str | Path, *, samples: str | Path | None = None, num:
     torch_device = pick_device(device)
     options = dict(sampler=sampler, steps=steps, eta=eta, guidance=guidance)
     loaded = family.load(run, device=torch_device, **options)
+    check_run_writable(loaded.folder)  # its report goes there: find out before the samples are drawn
     data = run_data(loaded.info)
     judging = dict(seed=seed, reference_epochs=reference_epochs, device=torch_device, quiet=quiet)
     if samples is not None:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from visionlab.util.errors import DataError
+from visionlab.util.failures import check_writable, disk_is_full, no_space
 
 
 @contextlib.contextmanager
@@ -29,7 +30,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError:
+            raise
+        except Exception as error:  # torch.save and safetensors say "disk full" in their own words
+            if disk_is_full(path.parent):
+                raise no_space(path) from error
+            raise
         with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -138,7 +146,9 @@ def slug(text: str) -> str:
 
 def new_run_dir(root: str | os.PathLike, task: str, name: str) -> Path:
     """Create ``root/task/name`` and return it; an existing folder is never reused (``name-2``, ``name-3``, ...),
-    so that a new run can never overwrite an earlier one."""
+    so that a new run can never overwrite an earlier one. An output folder that cannot be written is a one-line
+    MachineError here, before any work."""
+    check_writable(root)
     base = Path(root) / task
     base.mkdir(parents=True, exist_ok=True)
     name = slug(name)
