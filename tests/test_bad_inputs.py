@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from scipy.io import wavfile
 
+from machine import read_only
 from visionlab import api
 from visionlab.cli import main
 from visionlab.data.images import save_image
@@ -218,6 +219,18 @@ class Also:
 
     expect: tuple[str, ...] = ()
     lock: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()  # folders that may be read but not written while main runs (tests/machine.py)
+
+
+def read_only_folder(path: Path) -> Also:
+    """An existing, empty output folder that cannot be written."""
+    path.mkdir()
+    return Also(read_only=(path,))
+
+
+def read_only_run(run: Path) -> Also:
+    """A copy of a finished run, readable but not writable (resumed, evaluated, sampled from)."""
+    return Also(read_only=(run,))
 
 
 def unreadable_folder(path: Path, inside: Callable[[Path], object]) -> Also:
@@ -548,6 +561,30 @@ CASES = [
          expect=("tubelet",)),
     Case(id="shapes-zero-patch-size", build=nothing, argv=("shapes", "vit", "--patch-size", "0"),
          expect=("patch size",)),
+    # -- the machine: output folders that cannot be written, sizes no memory holds (tests/test_machine_failures.py
+    #    has the rest: memory running out, a full disk, signals)
+    Case(id="fit-out-read-only", build=lambda tmp, runs: read_only_folder(tmp / "ro"),
+         argv=("fit", "camera", *FIT, "--out", "{tmp}/ro"), expect=("cannot write in", "ro", "choose another --out")),
+    Case(id="fit-out-under-a-file", build=lambda tmp, runs: text(tmp / "notes"),
+         argv=("fit", "camera", *FIT, "--out", "{tmp}/notes/runs"), expect=("notes is a file, not a folder",)),
+    Case(id="train-vit-out-read-only", build=lambda tmp, runs: read_only_folder(tmp / "ro"),
+         argv=("train", "vit", "--data", "digits", *TINY_VIT, "--out", "{tmp}/ro"), expect=("cannot write in",)),
+    Case(id="train-ddpm-out-under-a-file", build=lambda tmp, runs: text(tmp / "notes"),
+         argv=("train", "ddpm", *TINY_DDPM, "--out", "{tmp}/notes"), expect=("notes is a file, not a folder",)),
+    Case(id="features-out-read-only", build=lambda tmp, runs: read_only_folder(tmp / "ro"),
+         argv=("features", "--quiet", "--out", "{tmp}/ro"), expect=("cannot write in",)),
+    Case(id="fit-resume-read-only-run", build=lambda tmp, runs: read_only_run(copy_run(runs.fit, tmp)),
+         argv=("fit", "--resume", "{tmp}/run", *RUN), expect=("cannot write in", "run", "copy the run folder")),
+    Case(id="train-resume-read-only-run", build=lambda tmp, runs: read_only_run(copy_run(runs.vit, tmp)),
+         argv=("train", "--resume", "{tmp}/run", *RUN), expect=("cannot write in", "copy the run folder")),
+    Case(id="evaluate-read-only-run", build=lambda tmp, runs: read_only_run(copy_run(runs.vit, tmp)),
+         argv=("evaluate", "{tmp}/run"), expect=("cannot write in",)),
+    Case(id="sample-read-only-run", build=lambda tmp, runs: read_only_run(copy_run(runs.ddpm, tmp)),
+         argv=("sample", "{tmp}/run", *SAMPLE), expect=("cannot write in",)),
+    Case(id="sample-out-under-a-file", build=lambda tmp, runs: text(tmp / "notes"),
+         argv=("sample", "{ddpm}", *SAMPLE, "--out", "{tmp}/notes/grid"), expect=("notes is a file, not a folder",)),
+    Case(id="fit-size-too-large", build=nothing, argv=("fit", "camera", *FIT, "--size", "100000"),
+         expect=("size 100000 is too large", "at most 16384")),
 ]
 
 
@@ -573,7 +610,7 @@ def run_case(case: Case, tmp: Path, runs: Runs, capfd) -> str:
     for folder in also.lock:
         folder.chmod(0)
     try:
-        with warnings.catch_warnings(record=True) as caught:  # pytest would hide them from capfd
+        with warnings.catch_warnings(record=True) as caught, read_only(*also.read_only):  # pytest hides warnings
             warnings.simplefilter("always")
             code = main(argv)  # an exception other than a VisionlabError escapes here and fails the case
     finally:

@@ -95,6 +95,9 @@ class ImageSignal:
                 f"bit_depth={self.bit_depth}, source={self.source!r})")
 
 
+MAX_SIDE = 16384  # the largest --size: 16384 x 16384 RGB is 3 GB of float32 values, already more than most fits
+
+
 def parse_size(text: str | int, *, option: str = "size") -> tuple[int, int] | int:
     """Read a size option: "256" -> 256 (the shorter side), "256x384" -> (256, 384) as (H, W)."""
     problem = f"{option} must be N or HxW with positive integers, got {text!r}"
@@ -107,6 +110,10 @@ def parse_size(text: str | int, *, option: str = "size") -> tuple[int, int] | in
         raise ConfigError(problem) from None
     if len(numbers) > 2 or min(numbers) <= 0:
         raise ConfigError(problem)
+    if max(numbers) > MAX_SIDE:  # before numpy is asked for the pixels (100000 x 100000 RGB: 112 GB in float32)
+        pixels = numbers[0] ** 2 if len(numbers) == 1 else numbers[0] * numbers[1]
+        raise ConfigError(f"{option} {text} is too large: at most {MAX_SIDE} pixels a side ({option} {text} would "
+                          f"hold {pixels * 12 / 2**30:,.0f} GB of RGB values before training started)")
     return numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
 
 

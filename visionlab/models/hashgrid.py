@@ -149,11 +149,16 @@ class HashGridEncoding(nn.Module):
             index[:, split:] = hashed
         return index, weight  # (N, L, K), (N, L, K)
 
+    def bind_bytes(self, num_points: int) -> int:
+        """What :meth:`bind` keeps for ``num_points`` points: 12 L K bytes a point, or 0 above the limit."""
+        cost = num_points * self.num_levels * 2**self.in_features * 12
+        return cost if cost <= BIND_MAX_BYTES else 0
+
     def bind(self, coords: torch.Tensor) -> bool:
         """Precompute the corners of a fixed point set (a fit's pixel grid), so that ``forward(rows=...)`` reads them
         instead of hashing every point at every step; the weights are then constants (no coordinate gradient).
         Costs 12 L K bytes a point; above :data:`BIND_MAX_BYTES` nothing is kept and False is returned."""
-        if coords.shape[0] * self.num_levels * 2**self.in_features * 12 > BIND_MAX_BYTES:
+        if not self.bind_bytes(coords.shape[0]):
             self._bound = None
             return False
         with torch.no_grad():
@@ -238,6 +243,9 @@ class HashGrid(nn.Module):
     def bind(self, coords: torch.Tensor) -> bool:
         """Precompute the encoding's corners for a fixed point set: see :meth:`HashGridEncoding.bind`."""
         return self.encoding.bind(coords)
+
+    def bind_bytes(self, num_points: int) -> int:
+        return self.encoding.bind_bytes(num_points)
 
     def forward(self, coords: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values; ``rows``: those of the points given to :meth:`bind`."""

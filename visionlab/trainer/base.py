@@ -54,7 +54,9 @@ LONG_RUN_SECONDS = 300.0  # what counts as long: five minutes or more of trainin
 
 
 def duration(seconds: float) -> str:
-    """'45 s', '12 min', '7 h 40 min': a duration as a person says it."""
+    """'0.41 s', '45 s', '12 min', '7 h 40 min': a duration as a person says it."""
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
@@ -158,6 +160,7 @@ class Trainer:
         self.callbacks: list[Callable[["Trainer"], None]] = []  # called after every step (tests, custom logging)
         self._stop_requested = False
         self.stop_signal: str | None = None  # the signal that asked for the stop, for the summary
+        self.say_duration = True  # a long run says how long it will take after a few steps (unless said before)
         self.board = Board()  # TensorBoard: off until train() opens it (rank 0, tensorboard installed, not refused)
 
     # ------------------------------------------------------------------ what a task writes
@@ -329,7 +332,7 @@ class Trainer:
                     last_eval = self.run_evaluation(logs)
                 if self.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
-                if self.step - started == ETA_AFTER_STEPS and main and not self.quiet:
+                if self.step - started == ETA_AFTER_STEPS and main and not self.quiet and self.say_duration:
                     self._say_duration(self.step - started, self.train_seconds - seconds_before)
                 bar.update(1)
                 bar.set_postfix(self._postfix(logs, last_eval), refresh=False)

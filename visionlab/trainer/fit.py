@@ -33,7 +33,8 @@ from visionlab.data.grid import GridSignal
 from visionlab.data.signals import load_signal
 from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
 from visionlab.opt import FitConfig
-from visionlab.trainer.base import Trainer, make_run_dir, prepare, run_training
+from visionlab.trainer.base import LONG_RUN_SECONDS, Trainer, duration, make_run_dir, prepare, run_training
+from visionlab.trainer.fit_footprint import Footprint, check_footprint, large_image_note, measure, most_points
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
@@ -286,8 +287,6 @@ def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
         rate = (config.lr_final / lr) ** (1.0 / config.steps)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=rate)
     precision = resolve_precision(config.precision, model, device)
-    if not config.quiet and config.precision == "auto" and dist.is_main:
-        print(f"precision: {precision} (auto: {auto_reason(model, device)})")
     chunk = config.chunk if config.chunk is not None else model.default_chunk
     target = transform(signal.flat().to(device))  # (N, C) in model space
     cfs_steps = config.cfs_steps if config.cfs_steps is not None else (0 if signal.kind == "audio" else 1500)
@@ -296,12 +295,35 @@ def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
                             total_steps=config.steps, ratio=config.ratio, scheduler=config.scheduler,
                             seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=cfs_steps,
                             crossover=config.crossover)
+    # Before the first step (and before a run folder is made): does the fit fit in memory, and how long will it take?
+    footprint = measure(model, in_features=len(signal.shape), channels=signal.channels, pixels=target.shape[0],
+                        points_per_step=most_points(sampler, target.shape[0], config.steps), device=device,
+                        precision=precision)
+    check_footprint(footprint, device=device, shape=signal.shape, what=signal.source)
+    said = dist.is_main and not config.quiet and say_cost(footprint, config, signal)  # the first line: the cost
+    if not config.quiet and config.precision == "auto" and dist.is_main:
+        print(f"precision: {precision} (auto: {auto_reason(model, device)})")
     if run_dir is None:
         run_dir = make_run_dir(dist, config, config.out, "fit",
                                config.name or f"{signal.name}-{config.model}-{config.sampler}")
-    return FitTrainer(config=config, signal=signal, target=target, model=model, transform=transform, sampler=sampler,
-                      optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device, dist=dist,
-                      chunk=chunk, precision=precision)
+    trainer = FitTrainer(config=config, signal=signal, target=target, model=model, transform=transform,
+                         sampler=sampler, optimizer=optimizer, scheduler=scheduler, run_dir=run_dir, device=device,
+                         dist=dist, chunk=chunk, precision=precision)
+    trainer.say_duration = not said  # the training loop's own estimate, after a few steps, would say it again
+    return trainer
+
+
+def say_cost(footprint: Footprint, config: FitConfig, signal: GridSignal) -> bool:
+    """Print what a large image at full size, or a long fit, is in for (one line); whether anything was said."""
+    note = large_image_note(footprint, shape=signal.shape, what=signal.source, steps=config.steps) \
+        if config.size is None and signal.kind == "image" else None
+    total = footprint.seconds_per_step * config.steps
+    if note is None and total >= LONG_RUN_SECONDS:
+        note = (f"fit: {config.steps:,} steps of {'x'.join(map(str, signal.shape))}, about {duration(total)} on "
+                f"this machine ({duration(footprint.seconds_per_step)} per step, measured before the first one)")
+    if note:
+        print(note)
+    return note is not None
 
 
 def fit(config: FitConfig, *, resume: tuple[dict, Path] | None = None, callbacks=()) -> dict:

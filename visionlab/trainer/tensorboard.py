@@ -12,6 +12,8 @@ is not written again, so that every tag has each step once whatever reads the fi
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 
@@ -116,8 +118,9 @@ class Board:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            with contextlib.suppress(OSError):  # a full disk: the run's own error says so, not a second one here
+                writer.close()
 
 
 def open_board(run_dir: Path, config, *, is_main: bool = True, step: int = 0) -> Board:

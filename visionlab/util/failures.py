@@ -59,7 +59,8 @@ def check_writable(folder: str | os.PathLike, *, option: str = "--out", advice: 
     try:
         fd, probe = tempfile.mkstemp(prefix=".visionlab-probe-", dir=existing)
     except OSError as error:
-        raise MachineError(f"cannot write in {existing}: {reason(error)}; {advice}") from None
+        where = f"cannot write in {folder}" if existing == folder else f"{option} {folder}: cannot write in {existing}"
+        raise MachineError(f"{where}: {reason(error)}; {advice}") from None
     os.close(fd)
     os.unlink(probe)
 
