@@ -10,6 +10,7 @@ from visionlab import opt
 from visionlab.cli import CONFIG_COMMANDS, TRAIN_FAMILIES, build_parser, main, parse
 from visionlab.data.images import save_image
 from visionlab.manager import DIFFUSE_RECIPES, build_config
+from visionlab.opt.flags import given_options
 from visionlab.util.errors import ConfigError
 
 
@@ -119,3 +120,37 @@ def test_a_folder_fit_with_a_bad_ratio_is_refused_before_its_table_folder(tmp_pa
     assert main(["fit", str(tmp_path / "album"), "--preset", "tiny", "--ratio", "2", "--quiet", "--out", str(out)]) == 2
     assert "ratio must be in (0, 1], got 2.0" in capsys.readouterr().err
     assert not out.exists()  # nothing left that would refuse the corrected rerun
+
+
+def optional_choices() -> list[tuple[str, list[str], str]]:
+    """(command words, flag, field name) of every option whose choices hold None (the default: decide for me)."""
+    found = []
+    for command, (cls, _, _) in CONFIG_COMMANDS.items():
+        found += [([command], f) for f in dataclasses.fields(cls) if None in (f.metadata.get("choices") or ())]
+    for family, (cls, _, _) in TRAIN_FAMILIES.items():
+        found += [(["train", family], f) for f in dataclasses.fields(cls) if None in (f.metadata.get("choices") or ())]
+    return [(words, "--" + f.name.replace("_", "-"), f.name) for words, f in found]
+
+
+def test_optional_choices_are_found():
+    names = {name for _, _, name in optional_choices()}
+    assert {"kind", "pool", "variance", "d_norm"} <= names
+
+
+@pytest.mark.parametrize("words, flag, name", optional_choices())
+def test_a_none_choice_is_typed_none_and_shown_as_none(words, flag, name, capsys):
+    text = help_text(capsys, *words)
+    assert "None," not in text and "{None" not in text  # never shown as a choice that argparse then refuses
+    args = parse(build_parser(), [*words, flag, "none"])  # 'none' is taken ...
+    given = given_options(args, args.config)
+    field = next(f for f in dataclasses.fields(args.config) if f.name == name)
+    # ... as None (the default), or as the choice 'none' where that is a value of its own (d_norm: no normalisation)
+    assert given[name] == ("none" if "none" in field.metadata["choices"] else None)
+
+
+def test_none_overrides_a_recipe_value():
+    args = parse(build_parser(), ["train", "vit", "--pool", "none"])
+    assert given_options(args, args.config) == {"pool": None}
+    assert build_config(opt.ClassifyConfig, {"pool": "mean"}, **given_options(args, args.config)).pool is None
+    with pytest.raises(SystemExit):
+        parse(build_parser(), ["train", "vit", "--pool", "None"])  # the Python spelling is not a choice

@@ -9,15 +9,14 @@ as one line, with exit status 2 and no traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-from typing import get_type_hints
 
 from visionlab import api
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig, help_text)
+                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig)
+from visionlab.opt.flags import add_options, given_options
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, VisionlabError
 from visionlab.util.version import __version__
@@ -96,55 +95,12 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ flags <-> configs
-
-def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=()) -> None:
-    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None)
-    so that the flags given can be told apart from the defaults (see :func:`given_options`); the help shows the
-    config's own default."""
-    hints = get_type_hints(cls)
-    # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
-    for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):
-        if f.name in skip:
-            continue
-        meta = {**f.metadata, "help": help_text(cls, f)}
-        # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
-        meta["help"] = meta["help"].replace("%", "%%")
-        kind = _base_type(hints[f.name])
-        default_text = "" if f.default is None else f" (default: {f.default})"
-        if meta.get("positional"):
-            parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
-                                choices=meta.get("choices"), help=meta["help"] + default_text)
-            continue
-        flags = [f"--{f.name.replace('_', '-')}"]
-        if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
-        elif getattr(kind, "__origin__", None) is tuple:  # tuple[int, int, int] -> three values after the flag
-            parser.add_argument(*flags, dest=f.name, type=kind.__args__[0], nargs=len(kind.__args__), default=None,
-                                metavar=f.name.upper(), help=meta["help"] + default_text)
-        else:
-            parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
-                                metavar=f.name.upper() if not meta.get("choices") else None,
-                                help=meta["help"] + default_text)
-
-
-def given_options(args: argparse.Namespace, cls) -> dict:
-    """The fields of ``cls`` given explicitly on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-
-
-def _base_type(hint) -> type:
-    """int | None -> int, etc."""
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    return args[0] if args else hint
-
+# ------------------------------------------------------------------------------------------------ the parser
 
 def _describe(table: dict[str, dict]) -> str:
     return "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in options.items()) for name, options in
                      table.items())
 
-
-# ------------------------------------------------------------------------------------------------ the parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionlab", description="visionlab: computer-vision models to run, read "
