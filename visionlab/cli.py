@@ -15,7 +15,7 @@ import sys
 from visionlab import api
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig)
+                           FitConfig, GanConfig, OnDevice, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig)
 from visionlab.opt.flags import add_options, given_options
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, VisionlabError
@@ -162,7 +162,7 @@ def _add_run_readers(commands) -> None:
     predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors) or "
                                      "of 'visionlab features' (holds pipeline.joblib)")
     predict.add_argument("files", nargs="+", help="images or clips")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_options(predict, OnDevice)  # --device, --threads: as every command has them
     predict.set_defaults(handler=run_predict)
     evaluate = commands.add_parser(
         "evaluate", help="test a trained classifier: accuracy, per-class report, confusion matrix",
@@ -173,7 +173,7 @@ def _add_run_readers(commands) -> None:
     evaluate.add_argument("--data", help="data set or path to evaluate on (default: the run's own)")
     evaluate.add_argument("--split", default="test", choices=("test", "all"),
                           help="test: the held-out split; all: every example of the data (default: test)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_options(evaluate, OnDevice)
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -367,7 +367,7 @@ REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    return print_predictions(api.predict(args.run, args.files, device=args.device))
+    return print_predictions(api.predict(args.run, args.files, **given_options(args, OnDevice)))
 
 
 def print_predictions(rows: list[dict]) -> int:
@@ -377,7 +377,7 @@ def print_predictions(rows: list[dict]) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    m = api.evaluate(args.run, data=args.data, split=args.split, device=args.device)
+    m = api.evaluate(args.run, data=args.data, split=args.split, **given_options(args, OnDevice))
     print(m["report_text"], end="")
     print(f"accuracy {m['accuracy']:.2%} on {m['examples']} examples of {m['data']} ({m['split']}); "
           f"report and confusion matrix in {args.run}")

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
+from visionlab.util.device import set_threads
 from visionlab.util.distributed import Dist
 from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError, TrainingError
@@ -108,8 +109,7 @@ def prepare(config) -> tuple[Dist, torch.device]:
     """What every trainer's build does first: check the config, set the CPU threads, join torchrun's process group
     (if there is one) and pick the device, then seed every generator."""
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    set_threads(config.threads)
     dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     return dist, device
