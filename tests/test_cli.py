@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -151,3 +152,15 @@ def test_features_predict_and_evaluate_use_their_threads(tmp_path, capsys):
         assert torch.get_num_threads() == threads, command
     assert main(["evaluate", str(tmp_path), "--threads", "0"]) == 2
     assert "threads must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_a_fits_files_and_folders_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "u"]) == 0
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "fit").rglob("*"))
+    assert any(p.name == "checkpoint.pt" for p in paths) and any(p.name == "summary.json" for p in paths)
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
