@@ -6,11 +6,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+import visionlab as vl
 from visionlab import opt
 from visionlab.cli import CONFIG_COMMANDS, TRAIN_FAMILIES, build_parser, main, parse
 from visionlab.data.images import save_image
 from visionlab.manager import DIFFUSE_RECIPES, build_config
+from visionlab.models.ddpm_unet import DiffusionUNet
+from visionlab.models.unet import unet_config
+from visionlab.models.vit import vit_config
+from visionlab.models.vivit import vivit_config
 from visionlab.opt.flags import given_options
+from visionlab.trainer.diffuse import build_network
 from visionlab.util.errors import ConfigError
 
 
@@ -154,3 +160,16 @@ def test_none_overrides_a_recipe_value():
     assert build_config(opt.ClassifyConfig, {"pool": "mean"}, **given_options(args, args.config)).pool is None
     with pytest.raises(SystemExit):
         parse(build_parser(), ["train", "vit", "--pool", "None"])  # the Python spelling is not a choice
+
+
+def test_the_models_defaults_are_the_command_lines():
+    """ViT() is the model of 'visionlab train vit' (not ViT-B's 85.8 M parameters), and so on for every family."""
+    assert vl.ViT().config == vit_config(opt.ClassifyConfig().preset)
+    assert vl.ViViT().config == vivit_config(opt.ClassifyConfig().preset)
+    assert vl.UNet().config == unet_config(opt.SegmentConfig().preset)
+    for model, cls in (("dit", vl.DiT), ("ddpm", DiffusionUNet)):  # the network of the default data, the digits
+        config = opt.DiffuseConfig(model=model)
+        network, _ = build_network(config, (1, 16, 16), 10)
+        assert cls().config == network.config, model
+    assert sum(p.numel() for p in vl.ViT().parameters()) < 100_000
+    assert {"ViT", "ViViT", "DiT", "UNet"} <= set(vl.__all__)

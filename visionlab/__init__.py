@@ -5,6 +5,7 @@ Interpreter mode::
     import visionlab as vl
     metrics = vl.fit("coffee", steps=300, sampler="evos")   # fit an image with SIREN + EVOS
     vl.Siren(out_features=3)                                 # every model is a plain nn.Module
+    vl.ViT()                                                 # the command line's default ViT (preset tiny)
     vl.features("digits", extractor="hog", classifier="svm") # HOG + SVM on scikit-learn's digits
 
 Script mode: ``visionlab fit coffee --steps 300`` (or ``python -m visionlab``, ``python main.py``).
@@ -20,7 +21,11 @@ from visionlab.components.metrics import psnr, ssim  # noqa: E402
 from visionlab.components.sampling import SAMPLERS, EvosSampler, build_sampler  # noqa: E402
 from visionlab.components.transforms import TRANSFORMS, make_transform  # noqa: E402
 from visionlab.data.images import SAMPLE_IMAGES, coordinate_grid, load_image  # noqa: E402
+from visionlab.models.dit import DiT  # noqa: E402
 from visionlab.models.inr import INR_MODELS, Finer, FourierFeatureMLP, Siren, build_inr  # noqa: E402
+from visionlab.models.unet import UNet  # noqa: E402
+from visionlab.models.vit import ViT  # noqa: E402
+from visionlab.models.vivit import ViViT  # noqa: E402
 from visionlab.opt import FitConfig  # noqa: E402
 from visionlab.util.device import pick_device  # noqa: E402
 
@@ -29,4 +34,5 @@ __all__ = ["diffuse", "gan", "evaluate", "evaluate_samples", "sample", "segment"
            "position_similarity", "patch_picture", "tubelet_picture", "forward_process", "reverse_trajectory",
            "keypoint_picture", "hog_picture", "psnr", "ssim", "SAMPLERS", "EvosSampler", "build_sampler",
            "TRANSFORMS", "make_transform", "SAMPLE_IMAGES", "coordinate_grid", "load_image", "INR_MODELS", "Finer",
-           "FourierFeatureMLP", "Siren", "build_inr", "FitConfig", "pick_device", "__version__"]
+           "FourierFeatureMLP", "Siren", "build_inr", "ViT", "ViViT", "DiT", "UNet", "FitConfig",
+           "pick_device", "__version__"]
