@@ -4,12 +4,14 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import visionlab as vl
-from visionlab.data.images import save_image
+from visionlab.data.images import load_image, save_image
+from visionlab.data.video_signals import load_video
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, DataError, TrainingError
 
@@ -125,3 +127,17 @@ def test_same_seed_repeats_different_seed_differs(tmp_path):
     wa, wb, wc = (weights_of(r["run_dir"]) for r in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_a_size_that_upscales_more_than_4x_gets_a_one_line_note(tmp_path, capsys):
+    save_image(tmp_path / "dot.png", torch.rand(2, 3, 3))
+    load_image(tmp_path / "dot.png", size=8)  # 4x: no note
+    assert capsys.readouterr().err == ""
+    vl.fit(str(tmp_path / "dot.png"), **{**TINY, "size": "16"}, steps=2, out=str(tmp_path))  # 8x
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note: size 16x24 enlarges") and "(2x3) 8 times" in err[0], err
+    np.save(tmp_path / "clip.npy", np.random.default_rng(0).random((2, 2, 3, 3), dtype=np.float32))  # (T, H, W, C)
+    load_video(tmp_path / "clip.npy", size="3x12")  # a video's frames: 4x along W, no note ...
+    assert capsys.readouterr().err == ""
+    load_video(tmp_path / "clip.npy", size="2x13")  # ... 13 / 3 = 4.33x
+    assert "enlarges" in capsys.readouterr().err

@@ -150,7 +150,7 @@ def load_image(source: str | os.PathLike, *, size: str | int | None = None,
         pixels = pixels[:, :, None]  # grey -> (H, W, 1)
     values = _to_unit_range(pixels, bit_depth, origin)  # (H, W, C) float
     if target_size is not None:
-        values = _resize(values, target_size)
+        values = _resize(values, target_size, origin)
     if crop is not None:
         values = _centre_crop(values, crop, origin, resized=size is not None)
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)  # guards against interpolation overshoot
@@ -262,12 +262,25 @@ def _to_unit_range(pixels: np.ndarray, bit_depth: int, origin: str) -> np.ndarra
     return pixels.astype(np.float32) / float(2 ** bit_depth - 1)
 
 
-def _resize(values: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
+UPSCALE_NOTE = 4  # a size that enlarges an image (or video frames) more than this many times gets a one-line note
+
+
+def note_upscale(origin: str, before: tuple[int, int], after: tuple[int, int]) -> None:
+    """One line on stderr when a size option enlarges ``origin`` from ``before`` to ``after`` (H, W) more than
+    UPSCALE_NOTE times: a fit of it learns an interpolation of few pixels, at the larger image's cost."""
+    factor = max(after[0] / before[0], after[1] / before[1])
+    if factor > UPSCALE_NOTE:
+        print(f"note: size {after[0]}x{after[1]} enlarges {origin} ({before[0]}x{before[1]}) {factor:.3g} times; its "
+              f"detail stays that of {before[0]}x{before[1]} pixels, interpolated", file=sys.stderr)
+
+
+def _resize(values: np.ndarray, size: tuple[int, int] | int, origin: str) -> np.ndarray:
     """Resize (H, W, C) to (H', W', C): N -> shorter side N with the aspect ratio kept; (H', W') -> exactly that."""
     height, width = values.shape[:2]
     if isinstance(size, int):
         scale = size / min(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    note_upscale(origin, (height, width), size)
     if size == (height, width):
         return values
     # anti_aliasing blurs before shrinking, so fine detail turns into an average instead of aliasing

@@ -33,7 +33,7 @@ from skimage.transform import resize
 
 from visionlab.data.formats import to_unit_range
 from visionlab.data.grid import VIDEO_SAMPLES, GridSignal, as_array, check_given
-from visionlab.data.images import parse_size, quiet_decoding, save_image
+from visionlab.data.images import note_upscale, parse_size, quiet_decoding, save_image
 from visionlab.data.video import frame_files, load_npy, read_frame_images
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import atomic_write, check_readable
@@ -101,7 +101,7 @@ def load_video(source: str | os.PathLike, *, frames: int | None = None, size: st
                         f"(built-in: {', '.join(VIDEO_SAMPLES)})")
 
     if target_size is not None:
-        values = _resize_frames(values, target_size)
+        values = _resize_frames(values, target_size, origin)
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
     return VideoSignal(values=torch.from_numpy(values), name=name, source=origin,
                        fps=float(fps if fps is not None else rate))
@@ -202,12 +202,13 @@ def _read_gif(path: Path, frames: int | None) -> tuple[np.ndarray, float]:
     return np.stack(pictures).astype(np.float32) / 255.0, rate  # (T, H, W, 3) in [0, 1]
 
 
-def _resize_frames(values: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
+def _resize_frames(values: np.ndarray, size: tuple[int, int] | int, origin: str) -> np.ndarray:
     """(T, H, W, C) -> (T, H', W', C): N -> shorter side N with the aspect ratio kept; (H', W') -> exactly that."""
     t, height, width, c = values.shape
     if isinstance(size, int):
         scale = size / min(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    note_upscale(origin, (height, width), tuple(size))
     if size == (height, width):
         return values
     # the scale along T and C is 1, so anti-aliasing blurs only within each frame
