@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import visionlab as vl
+from visionlab.cli import main
 from visionlab.data.images import load_image, save_image
 from visionlab.data.video_signals import load_video
 from visionlab.util.checkpoint import load_state
@@ -141,3 +142,23 @@ def test_a_size_that_upscales_more_than_4x_gets_a_one_line_note(tmp_path, capsys
     assert capsys.readouterr().err == ""
     load_video(tmp_path / "clip.npy", size="2x13")  # ... 13 / 3 = 4.33x
     assert "enlarges" in capsys.readouterr().err
+
+
+def test_a_folder_fit_skips_an_unreadable_image_and_lists_it(tmp_path, capsys):
+    album = tmp_path / "album"
+    for k in range(2):
+        save_image(album / f"{k}.png", torch.rand(16, 16, 3))
+    (album / "1.png").write_bytes((album / "1.png").read_bytes()[:60])  # cut
+    out = tmp_path / "runs"
+    assert main(["fit", str(album), "--preset", "tiny", "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipped: ") and "1.png" in err[0], err
+    table = (out / "fit" / "album-siren-evos" / "table.md").read_text()
+    assert "| 0.png | " in table and "| 1.png | skipped: " in table and "**mean of 1**" in table
+    assert "(1 unreadable image(s) skipped)" in captured.out
+    # mended, the same command fits it too: the table grows by the image that was skipped
+    save_image(album / "1.png", torch.rand(16, 16, 3))
+    assert main(["fit", str(album), "--preset", "tiny", "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    table = (out / "fit" / "album-siren-evos" / "table.md").read_text()
+    assert "skipped" not in table and "**mean of 2**" in table

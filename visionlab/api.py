@@ -8,6 +8,7 @@ calls these functions with the flags given.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from visionlab.data.datasets import image_files
@@ -312,17 +313,27 @@ def _fit(config: FitConfig, *, resume=None, callbacks=()) -> dict:
 
 def _fit_folder(config: FitConfig) -> dict:
     """Fit every image of folder ``config.image`` with the same options, then write one table of their PSNR / SSIM
-    (``OUT/fit/NAME/table.md``); running it again continues where it stopped."""
+    (``OUT/fit/NAME/table.md``); running it again continues where it stopped. An image that cannot be read is
+    skipped with one line on stderr and listed in the table (``skipped``); none readable is a DataError."""
     config.validate()
-    files = image_files(config.image)
-    cells = [Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
-             for f in files]
+    cells, skipped = [], {}
+    for f in image_files(config.image):
+        cell = Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
+        try:
+            fit_task.load_fit_signal(cell.config)
+            cells.append(cell)
+        except DataError as e:
+            skipped[f.name] = str(e)
+    if not cells:
+        raise DataError(f"no image of {config.image} could be read (first: {next(iter(skipped.values()))})")
+    for why in skipped.values():
+        print(f"skipped: {why}", file=sys.stderr, flush=True)
     record = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE + ("out", "name")}
     name = config.name or f"{Path(config.image).name}-{config.model}-{config.sampler}"
-    result = run_experiment(name, cells, out=config.out, table={"kind": "items"}, options=record,
+    result = run_experiment(name, cells, out=config.out, table={"kind": "items", "skipped": skipped}, options=record,
                             quiet=config.quiet, task="fit")
     return {"status": result["status"], "run_dir": result["folder"], "table": result.get("markdown", ""),
-            "rows": result.get("rows", []), "metrics": result.get("mean", {})}
+            "rows": result.get("rows", []), "metrics": result.get("mean", {}), "skipped": skipped}
 
 
 def _experiment(o: ExperimentConfig) -> dict:

@@ -54,7 +54,9 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
     "fit": (FitConfig, "fit an image with a neural field (SIREN + EVOS, ...)",
             "Fit an image with an implicit neural representation, choosing the trained pixels with a sample "
             "selector (EVOS by default). Writes the reconstruction, a comparison figure, the PSNR curve, "
-            "metrics.json and a checkpoint to OUT/fit/NAME."),
+            "metrics.json and a checkpoint to OUT/fit/NAME. A folder of images: each is fitted, then one table; an "
+            "image that cannot be read is skipped with one line and listed in the table as skipped (exit status 0 "
+            "when at least one image was fitted, 2 when none could be read)."),
     "features": (FeaturesConfig, "classify images with HOG / SIFT / SURF features and an SVM or KNN",
                  "Turn images into vectors with hand-made features (HOG, SIFT, dense SIFT, SURF) and classify them "
                  "with an SVM or a KNN. Writes accuracy, the per-class report, a confusion matrix, a picture of "
@@ -257,7 +259,8 @@ def report_fit(summary: dict) -> int:
             print("interrupted; the same command continues with the image it stopped at", file=sys.stderr)
             return EXIT_INTERRUPTED
         print(summary["table"], end="")
-        print(f"table and runs in {summary['run_dir']}")
+        skipped = f" ({len(summary['skipped'])} unreadable image(s) skipped)" if summary.get("skipped") else ""
+        print(f"table and runs in {summary['run_dir']}{skipped}")
         return 0
     m = summary["metrics"]
     quality = f"PSNR {m['psnr']:.2f} dB" + (f", SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "")
