@@ -91,7 +91,7 @@ def test_resumed_run_continues_bit_exactly(tmp_path):
 
     stopped = api.gan(name="stopped", callbacks=[stop], **options)
     assert stopped["status"] == "interrupted" and stopped["step"] == 5
-    assert main(["train", "--resume", stopped["run_dir"], "--steps", "9"]) == 2  # its own options only
+    assert main(["train", "--resume", stopped["run_dir"], "--batch-size", "8"]) == 2  # its own options only
     assert main(["train", "--resume", stopped["run_dir"], "--quiet"]) == 0  # the checkpoint says it is a GAN
     resumed = load_state(stopped["run_dir"])
     final = load_state(straight["run_dir"])

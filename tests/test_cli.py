@@ -116,9 +116,9 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
 
 def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
     assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "r"]) == 0
-    code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--steps", "10"])
+    code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--ratio", "0.5"])
     err = capsys.readouterr().err
-    assert code == 2 and "(got steps)" in err and "only device, threads and quiet may change" in err
+    assert code == 2 and "(got ratio)" in err and "only device, threads and quiet may change, and steps" in err
 
 
 @pytest.mark.parametrize("command", ["fit", "train", "features", "experiment", "shapes", "evaluate", "predict",

@@ -162,3 +162,29 @@ def test_a_folder_fit_skips_an_unreadable_image_and_lists_it(tmp_path, capsys):
     assert main(["fit", str(album), "--preset", "tiny", "--steps", "2", "--quiet", "--out", str(out)]) == 0
     table = (out / "fit" / "album-siren-evos" / "table.md").read_text()
     assert "skipped" not in table and "**mean of 2**" in table
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_resume_with_more_steps_extends_a_finished_or_stopped_run(tmp_path, capsys, stopped):
+    """A 20-step fit resumed with --steps 30 ends at step 30 with its checkpoint; the exponential decay to
+    --lr-final is stretched to the new end, and the run says so in one line and in its summary."""
+    stop = [lambda trainer: trainer.step == 12 and trainer.request_stop()] if stopped else []
+    first = vl.fit_run("camera", **TINY, steps=20, lr_final=1e-4, eval_every=10, out=str(tmp_path), name="r",
+                       callbacks=stop)
+    assert first["step"] == (12 if stopped else 20)
+    run = first["run_dir"]
+    capsys.readouterr()
+    assert main(["fit", "--resume", run, "--steps", "30"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "extended" in line]
+    step = 12 if stopped else 20
+    assert err == [f"extended from 20 to 30 steps at step {step} of 30: learning rate {1e-3 * 0.1 ** (step / 20):.3g}"
+                   f" -> {1e-3 * 0.1 ** (step / 30):.3g} (its decay, and a selector's ratio schedule, follow their "
+                   f"30-step curves from here)"]
+    state = load_state(run)
+    assert state["step"] == 30 and state["config"]["steps"] == 30
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # --lr-final at the new end
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["step"] == 30 and summary["extended"]["from"] == 20 and summary["extended"]["to"] == 30
+    assert [r["step"] for r in map(json.loads, open(os.path.join(run, "metrics.jsonl")))][-2:] == [20, 30]
+    assert main(["fit", "--resume", run, "--steps", "25"]) == 2  # below the steps done
+    assert "--steps 25 ends at step 25, before step 30 where this run stopped" in capsys.readouterr().err

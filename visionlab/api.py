@@ -33,6 +33,7 @@ from visionlab.util.device import set_threads
 from visionlab.util.errors import ConfigError, DataError
 
 RESUME_MAY_CHANGE = ("device", "threads", "quiet")  # options that do not change what a resumed run computes
+RESUME_EXTENDS = ("steps", "epochs")  # a new total: the run goes on to it (trainer/extend.py)
 
 
 def fit(image: str | None = None, *, preset: str | None = None, resume: str | Path | None = None,
@@ -41,7 +42,8 @@ def fit(image: str | None = None, *, preset: str | None = None, resume: str | Pa
 
     ``image`` is a file or a built-in sample name; ``options`` are the fields of :class:`visionlab.opt.FitConfig`
     (``steps``, ``sampler``, ``ratio``, ``model``, ...), applied over ``preset``. ``resume`` continues an earlier
-    run (its folder or checkpoint) with its own config; only ``device``, ``threads`` and ``quiet`` may be changed.
+    run (its folder or checkpoint) with its own config; only ``device``, ``threads`` and ``quiet`` may be changed,
+    and ``steps`` to extend it (its schedules are stretched to the new end: ``trainer/extend.py``).
 
     >>> metrics = fit("coffee", preset="tiny", quiet=True, out="/tmp/runs")  # doctest: +SKIP
     >>> round(metrics["psnr"]) > 10  # doctest: +SKIP
@@ -296,10 +298,10 @@ def resume_run(cls, resume: str | Path, *, callbacks=(), image=None, preset=None
         where = path / CHECKPOINT_NAME if path.is_dir() else path
         raise DataError(f"{where} has no run options (its 'config' is missing): not a checkpoint that visionlab "
                         f"wrote")
-    fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
+    fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE + RESUME_EXTENDS and v is not None)
     if fixed or preset or image:
-        raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
-                          f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")
+        raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change, and "
+                          f"steps / epochs to extend it (got {', '.join(fixed or ['preset' if preset else 'image'])})")
     config = build_config(cls, state["config"], **{k: v for k, v in options.items() if v is not None})
     return run_config(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
 

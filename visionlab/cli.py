@@ -127,7 +127,8 @@ def _add_config_command(commands, name: str) -> None:
                                   _describe(RECIPES[FitConfig][0]))
         command.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its "
                              "checkpoint.pt) exactly where it stopped; its own options are used (--device, "
-                             "--threads, --quiet may change)")
+                             "--threads, --quiet may change; --steps N extends a finished or stopped run, its "
+                             "learning-rate decay stretched to the new end, as one printed line says)")
     if name == "features":
         command.add_argument("--predict", nargs="+", metavar="FILE", help="classify these images with the fitted "
                              "pipeline of the run OUT/features/NAME that these options name, instead of training "
@@ -150,7 +151,8 @@ def _add_train(commands) -> None:
         parser.add_argument("--recipe", choices=sorted(recipes),
                             help="start from a tested recipe (manager.py); flags override it: " + _describe(recipes))
         parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped "
-                            "(its own options; --device, --threads, --quiet may change)")
+                            "(its own options; --device, --threads, --quiet may change; --steps / --epochs N extends "
+                            "a finished or stopped run, its learning-rate decay stretched to the new end)")
         add_options(parser, cls, skip=("model",))  # the family is the model
         parser.set_defaults(handler=run_command, call="train", config=cls, report=REPORTS[cls])
 

@@ -45,6 +45,7 @@ from visionlab.util.distributed import Dist
 from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError, TrainingError
 from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
+from visionlab.trainer.extend import extend_run
 from visionlab.trainer.tensorboard import Board, open_board
 from visionlab.util.seed import rng_state, seed_everything, set_rng_state
 
@@ -145,6 +146,7 @@ class Trainer:
         self.callbacks: list[Callable[["Trainer"], None]] = []  # called after every step (tests, custom logging)
         self._stop_requested = False
         self.board = Board()  # TensorBoard: off until train() opens it (rank 0, tensorboard installed, not refused)
+        self.extended: dict | None = None  # a resumed run given a new total (trainer/extend.py)
 
     # ------------------------------------------------------------------ what a task writes
     def train_step(self, step: int) -> dict[str, float]:
@@ -334,7 +336,7 @@ class Trainer:
         metrics = self.dist.broadcast(self.finish(status) if self.dist.is_main else None)  # every rank returns them
         summary = {"task": self.task, "status": status, "run_dir": str(self.run_dir), "step": self.step,
                    "total_steps": self.total_steps, "train_seconds": self.train_seconds, "metrics": metrics,
-                   "version": __version__}
+                   "version": __version__, **({"extended": self.extended} if self.extended else {})}
         if self.dist.is_main:
             write_json(self.run_dir / "summary.json", summary)
         return summary
@@ -380,9 +382,10 @@ def run_training(build: Callable[..., Trainer], config, *, resume: tuple[dict, P
                  callbacks=()) -> dict:
     """Every task's ``train`` entry point: build its trainer with ``build(config, run_dir=...)``, add ``callbacks``
     (called after every step), continue from ``resume`` = (checkpoint state, run folder) exactly if given, train;
-    returns the summary."""
+    returns the summary (with ``extended`` when a resumed run was given a new total)."""
     trainer = build(config, run_dir=resume[1] if resume else None)
     trainer.callbacks.extend(callbacks)
     if resume:
         trainer.resume(resume[0])
+        trainer.extended = extend_run(trainer, resume[0])  # --resume with more --steps / --epochs
     return trainer.train()
