@@ -132,7 +132,8 @@ def test_same_seed_repeats_different_seed_differs(tmp_path):
 
 def test_a_size_that_upscales_more_than_4x_gets_a_one_line_note(tmp_path, capsys):
     save_image(tmp_path / "dot.png", torch.rand(2, 3, 3))
-    load_image(tmp_path / "dot.png", size=8)  # 4x: no note
+    load_image(tmp_path / "dot.png", size=8, announce_upscale=True)  # 4x: no note
+    load_image(tmp_path / "dot.png", size=64)  # a data set's own size (features, classify): no note either
     assert capsys.readouterr().err == ""
     vl.fit(str(tmp_path / "dot.png"), **{**TINY, "size": "16"}, steps=2, out=str(tmp_path))  # 8x
     err = capsys.readouterr().err.strip().splitlines()

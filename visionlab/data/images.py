@@ -126,9 +126,11 @@ def coordinate_grid(height: int, width: int, *, device=None, dtype=torch.float32
     return rearrange(grid, "h w yx -> (h w) yx")  # (H*W, 2)
 
 
-def load_image(source: str | os.PathLike, *, size: str | int | None = None,
-               crop: str | int | None = None) -> ImageSignal:
-    """Load an image file or a sample name as (H, W, C) float32 in [0, 1]; resize (``size``) then centre-crop."""
+def load_image(source: str | os.PathLike, *, size: str | int | None = None, crop: str | int | None = None,
+               announce_upscale: bool = False) -> ImageSignal:
+    """Load an image file or a sample name as (H, W, C) float32 in [0, 1]; resize (``size``) then centre-crop.
+    ``announce_upscale``: a size that enlarges the image more than 4x gets a one-line note (the user's ``--size``; a
+    data set's fixed size does not)."""
     target_size = None if size is None else parse_size(size)  # a bad option is reported before any decoding
     path = Path(source)
     text = str(source)
@@ -150,7 +152,10 @@ def load_image(source: str | os.PathLike, *, size: str | int | None = None,
         pixels = pixels[:, :, None]  # grey -> (H, W, 1)
     values = _to_unit_range(pixels, bit_depth, origin)  # (H, W, C) float
     if target_size is not None:
-        values = _resize(values, target_size, origin)
+        before = values.shape[:2]
+        values = _resize(values, target_size)
+        if announce_upscale:
+            note_upscale(origin, before, values.shape[:2])
     if crop is not None:
         values = _centre_crop(values, crop, origin, resized=size is not None)
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)  # guards against interpolation overshoot
@@ -274,13 +279,12 @@ def note_upscale(origin: str, before: tuple[int, int], after: tuple[int, int]) -
               f"detail stays that of {before[0]}x{before[1]} pixels, interpolated", file=sys.stderr)
 
 
-def _resize(values: np.ndarray, size: tuple[int, int] | int, origin: str) -> np.ndarray:
+def _resize(values: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     """Resize (H, W, C) to (H', W', C): N -> shorter side N with the aspect ratio kept; (H', W') -> exactly that."""
     height, width = values.shape[:2]
     if isinstance(size, int):
         scale = size / min(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    note_upscale(origin, (height, width), size)
     if size == (height, width):
         return values
     # anti_aliasing blurs before shrinking, so fine detail turns into an average instead of aliasing

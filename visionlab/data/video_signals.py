@@ -101,7 +101,9 @@ def load_video(source: str | os.PathLike, *, frames: int | None = None, size: st
                         f"(built-in: {', '.join(VIDEO_SAMPLES)})")
 
     if target_size is not None:
-        values = _resize_frames(values, target_size, origin)
+        before = values.shape[1:3]
+        values = _resize_frames(values, target_size)
+        note_upscale(origin, before, values.shape[1:3])  # always the user's --size here
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
     return VideoSignal(values=torch.from_numpy(values), name=name, source=origin,
                        fps=float(fps if fps is not None else rate))
@@ -202,13 +204,12 @@ def _read_gif(path: Path, frames: int | None) -> tuple[np.ndarray, float]:
     return np.stack(pictures).astype(np.float32) / 255.0, rate  # (T, H, W, 3) in [0, 1]
 
 
-def _resize_frames(values: np.ndarray, size: tuple[int, int] | int, origin: str) -> np.ndarray:
+def _resize_frames(values: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     """(T, H, W, C) -> (T, H', W', C): N -> shorter side N with the aspect ratio kept; (H', W') -> exactly that."""
     t, height, width, c = values.shape
     if isinstance(size, int):
         scale = size / min(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    note_upscale(origin, (height, width), tuple(size))
     if size == (height, width):
         return values
     # the scale along T and C is 1, so anti-aliasing blurs only within each frame
