@@ -35,12 +35,16 @@ def extend_run(trainer, state: dict) -> dict | None:
         raise ConfigError(f"--{name} {new} ends at step {trainer.total_steps}, before step {trainer.step} where this "
                           f"run stopped; a resumed run can only go on (give more {name})")
     rates = [_stretch(scheduler) for scheduler in _lr_schedulers(trainer)]
+    selector = hasattr(trainer, "sampler")  # fit: the sample selector's ratio schedule is tied to the total too
+    curve = f"{new}-{name[:-1]} curve"
     if rates:
         before, after = rates[0]
-        lr = (f"learning rate {before:.3g} -> {after:.3g} (its decay, and a selector's ratio schedule, follow their "
-              f"{new}-{name[:-1]} curves from here)")
+        lr = f"learning rate {before:.3g} -> {after:.3g} " + (
+            f"(its decay, and a selector's ratio schedule, follow their {curve}s from here)" if selector else
+            f"(its decay follows its {curve} from here)")
     else:
-        lr = "the learning rate is constant; a selector's ratio schedule follows its new curve from here"
+        lr = "the learning rate is constant" + (f"; a selector's ratio schedule follows its {curve} from here"
+                                                if selector else "")
     note = f"extended from {old} to {new} {name} at step {trainer.step} of {trainer.total_steps}: {lr}"
     if trainer.dist.is_main:
         print(note, file=sys.stderr, flush=True)
