@@ -178,6 +178,9 @@ class Level(nn.Module):
 class DiffusionUNet(nn.Module):
     """DDPM's time-conditioned U-Net: eps_theta(x_t, t[, y]) with the input's shape (2C channels if learn_sigma).
 
+    ``DiffusionUNet()`` is the command line's default for its default data, the preset digits; DDPM's CIFAR-10 model
+    by name: ``DiffusionUNet.from_preset("cifar10")``.
+
     >>> model = DiffusionUNet.from_preset("tiny32")
     >>> model(torch.zeros(2, 3, 32, 32), torch.tensor([0, 999])).shape
     torch.Size([2, 3, 32, 32])

@@ -133,6 +133,9 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     """Diffusion Transformer: patches + sin-cos positions -> adaLN-Zero blocks conditioned on (t, y) -> patches.
 
+    ``DiT()`` is the command line's default network, the preset digits (16 x 16 grey, 10 classes); the paper's by
+    name, e.g. ``DiT.from_preset("XL/2")``.
+
     >>> model = DiT.from_preset("digits")
     >>> model(torch.zeros(2, 1, 16, 16), torch.tensor([0, 999]), torch.tensor([3, 10])).shape
     torch.Size([2, 2, 16, 16])

@@ -116,6 +116,9 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """Segmentation U-Net: DoubleConv encoder with max-pooling, decoder with skip connections, 1x1 head.
 
+    ``UNet()`` is the command line's default, the preset small (16 channels, 3 poolings); the common PyTorch one by
+    name: ``UNet.from_preset("milesial")``.
+
     >>> model = UNet.from_preset("tiny")
     >>> model(torch.zeros(1, 3, 32, 32)).shape
     torch.Size([1, 2, 32, 32])

@@ -208,7 +208,8 @@ class ViViT(nn.Module):
 
     Submodules (hook names): ``patch_embed`` (``.proj``, ``.flatten``, ``.transpose`` for tubelets), ``cls_token``,
     ``pos_embed``, ``encoder`` (model 2: the spatial encoder; then ``temporal_cls_token``, ``temporal_pos_embed``,
-    ``temporal_encoder``), ``pool``, ``head``.
+    ``temporal_encoder``), ``pool``, ``head``. ``ViViT()`` is the command line's default, the preset tiny; the
+    paper's by name, e.g. ``ViViT.from_preset("B")``.
 
     >>> model = ViViT.from_preset("tiny", model=2)
     >>> model(torch.zeros(2, 3, 4, 16, 16)).shape
