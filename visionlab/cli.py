@@ -150,9 +150,10 @@ def _add_train(commands) -> None:
         recipes = RECIPES[cls][0]
         parser.add_argument("--recipe", choices=sorted(recipes),
                             help="start from a tested recipe (manager.py); flags override it: " + _describe(recipes))
+        length = "--epochs" if hasattr(cls, "epochs") else "--steps"  # what sets the run's length
         parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped "
-                            "(its own options; --device, --threads, --quiet may change; --steps / --epochs N extends "
-                            "a finished or stopped run, its learning-rate decay stretched to the new end)")
+                            f"(its own options; --device, --threads, --quiet may change; {length} N extends a "
+                            "finished or stopped run, its learning-rate decay stretched to the new end)")
         add_options(parser, cls, skip=("model",))  # the family is the model
         parser.set_defaults(handler=run_command, call="train", config=cls, report=REPORTS[cls])
 
