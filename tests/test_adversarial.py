@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import visionlab.api as api
@@ -16,7 +17,7 @@ from visionlab.manager import experiment_plan
 from visionlab.opt import GanConfig
 from visionlab.trainer.adversarial import build_adversarial
 from visionlab.trainer.gan_augment import gan_augment, stratified_subset
-from visionlab.trainer.generative import to_model
+from visionlab.trainer.generative import image_grid, labelled_grid, to_model
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError
 
@@ -91,7 +92,7 @@ def test_resumed_run_continues_bit_exactly(tmp_path):
 
     stopped = api.gan(name="stopped", callbacks=[stop], **options)
     assert stopped["status"] == "interrupted" and stopped["step"] == 5
-    assert main(["train", "--resume", stopped["run_dir"], "--steps", "9"]) == 2  # its own options only
+    assert main(["train", "--resume", stopped["run_dir"], "--batch-size", "8"]) == 2  # its own options only
     assert main(["train", "--resume", stopped["run_dir"], "--quiet"]) == 0  # the checkpoint says it is a GAN
     resumed = load_state(stopped["run_dir"])
     final = load_state(straight["run_dir"])
@@ -229,3 +230,25 @@ def test_gan_augment_writes_one_table_and_skips_finished_cells(tmp_path):
         experiment_plan("gan-augment")
     with pytest.raises(ConfigError, match="--images and --size do not apply"):
         api.experiment("gan-augment", images="coffee", out=str(tmp_path))
+
+
+def test_class_conditional_grids_say_which_row_is_which_class(gan_run, tmp_path):
+    """The grid of a conditional run (training's samples.png, 'visionlab sample') has one class per row and the
+    class names in a margin on the left: wider than the plain grid of the same images, and the margin not blank."""
+    images = torch.rand(32, 1, 16, 16)
+    labels = torch.tensor([3, 7] * 16)
+    plain = image_grid(images, columns=16)
+    labelled = labelled_grid(images, labels, [str(k) for k in range(10)], columns=16)
+    assert labelled.shape[0] == plain.shape[0] and labelled.shape[1] > plain.shape[1]  # 2 rows of 16
+    margin = labelled[:, :labelled.shape[1] - plain.shape[1], 0]  # (H, margin)
+    bands = margin.reshape(2, -1, margin.shape[1])  # one band per row: each has its label's dark pixels
+    assert all((band < 0.5).sum() > 3 for band in bands)
+    # the rows sorted by class: the first holds the 3s, the second the 7s, as the labels say
+    sorted_grid = image_grid(torch.cat([images[::2], images[1::2]]), columns=16)
+    assert torch.allclose(labelled[:, -plain.shape[1]:], sorted_grid, atol=0.5 / 255)  # 8-bit, as saved
+    # a conditional run's grids carry the margin: training's samples.png and 'visionlab sample --labels'
+    for grid in (os.path.join(gan_run, "samples.png"),
+                 api.sample(gan_run, labels="3,7", num=32, out=str(tmp_path / "s"), quiet=True)["grid"]):
+        picture = np.asarray(Image.open(grid))
+        rows, columns = (10, 8) if grid.endswith("samples.png") else (4, 8)  # 16 x 16 images, frame 1, scaled 2x
+        assert picture.shape[0] == rows * 18 * 2 and picture.shape[1] > columns * 18 * 2, picture.shape

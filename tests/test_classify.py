@@ -149,3 +149,16 @@ def test_single_frame_control_trains_a_vit_on_one_frame_of_each_clip(tmp_path, c
     assert "frame must be in [0, 4)" in capsys.readouterr().err
     assert main(["train", "vivit", "--frame", "0"]) == 2
     assert "a vivit reads whole clips" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, capsys):
+    first = vl.train("vit", data=bars(tmp_path / "bars.npz"), epochs=2, out=str(tmp_path), name="r", **FAST)
+    steps = first["step"]  # 2 epochs
+    capsys.readouterr()
+    assert main(["train", "--resume", first["run_dir"], "--epochs", "3"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "extended" in line]
+    assert len(err) == 1 and err[0].startswith(f"extended from 2 to 3 epochs at step {steps} of {steps * 3 // 2}: "
+                                               f"learning rate "), err
+    summary = json.load(open(os.path.join(first["run_dir"], "summary.json")))
+    assert summary["step"] == steps * 3 // 2 and summary["extended"]["option"] == "epochs"
+    assert len(open(os.path.join(first["run_dir"], "metrics.jsonl")).readlines()) == 3  # one evaluation per epoch

@@ -2,14 +2,19 @@
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import torch
+from threadpoolctl import threadpool_info
 
-from visionlab.cli import main
+from visionlab.cli import TRAIN_FAMILIES, main
+from visionlab.data.images import save_image
 from visionlab.opt import FitConfig
 from visionlab.util.checkpoint import load_state
 
@@ -111,9 +116,9 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
 
 def test_resume_refuses_options_that_would_change_the_run(tmp_path, capsys):
     assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "r"]) == 0
-    code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--steps", "10"])
+    code = main(["fit", "--resume", str(tmp_path / "fit" / "r"), "--ratio", "0.5"])
     err = capsys.readouterr().err
-    assert code == 2 and "(got steps)" in err and "only device, threads and quiet may change" in err
+    assert code == 2 and "(got ratio)" in err and "only device, threads and quiet may change, and steps" in err
 
 
 @pytest.mark.parametrize("command", ["fit", "train", "features", "experiment", "shapes", "evaluate", "predict",
@@ -122,3 +127,40 @@ def test_every_help_page_renders(command, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse exits 0 after printing help
         main([command, "--help"])
     assert exit_info.value.code == 0 and "usage: visionlab" in capsys.readouterr().out
+
+
+def test_every_command_takes_threads(capsys):
+    """--threads on every command that computes ('shapes' runs on the meta device: no arithmetic, no threads)."""
+    commands = [[c] for c in ("fit", "features", "experiment", "evaluate", "predict", "sample", "evaluate-samples",
+                              "show")] + [["train", family] for family in TRAIN_FAMILIES]
+    for words in commands:
+        with pytest.raises(SystemExit):
+            main([*words, "--help"])
+        assert "--threads THREADS" in capsys.readouterr().out, words
+
+
+def test_features_predict_and_evaluate_use_their_threads(tmp_path, capsys):
+    assert torch.get_num_threads() == 1  # tests/conftest.py
+    assert main(["features", "--data", "digits", "--quiet", "--threads", "2", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == 2 and threadpool_info()[0]["num_threads"] == 2
+    image = tmp_path / "digit.png"
+    save_image(image, np.zeros((8, 8, 1)))
+    for command, threads in (["predict", str(tmp_path / "features" / "digits-hog-svm"), str(image)], 3), \
+                            (["evaluate", str(tmp_path)], 2):  # not a run folder: refused, after the threads are set
+        torch.set_num_threads(1)
+        main([*command, "--threads", str(threads)])
+        assert torch.get_num_threads() == threads, command
+    assert main(["evaluate", str(tmp_path), "--threads", "0"]) == 2
+    assert "threads must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_a_fits_files_and_folders_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main(["fit", "camera", *FAST, "--steps", "2", "--out", str(tmp_path), "--name", "u"]) == 0
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "fit").rglob("*"))
+    assert any(p.name == "checkpoint.pt" for p in paths) and any(p.name == "summary.json" for p in paths)
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path

@@ -63,7 +63,7 @@ def test_resumed_run_continues_bit_exactly(tmp_path):
 
     stopped = api.diffuse("ddpm", name="stopped", callbacks=[stop], **options)
     assert stopped["status"] == "interrupted" and stopped["step"] == 5
-    assert main(["train", "--resume", stopped["run_dir"], "--steps", "9"]) == 2  # its own options only
+    assert main(["train", "--resume", stopped["run_dir"], "--batch-size", "8"]) == 2  # its own options only
     resumed = api.diffuse(resume=stopped["run_dir"], quiet=True)
     assert resumed["status"] == "finished" and resumed["step"] == 8
     for name in ("model.safetensors",):
@@ -189,3 +189,23 @@ def test_train_refuses_bad_options(tmp_path, capsys):
         assert main([*args, "--out", str(tmp_path), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_with_more_steps_stretches_the_cosine_to_the_new_end(tmp_path, capsys):
+    """A 20-step run (warm-up 4, then a cosine to 0 at step 20) resumed with --steps 30 ends at step 30 with its
+    checkpoint, on the 30-step cosine from step 20 on: said in one line and in the summary."""
+    first = api.diffuse("ddpm", **TINY, steps=20, warmup_steps=4, lr_schedule="cosine", lr=1e-3,
+                        sample_every=0, out=str(tmp_path), name="r")
+    run = first["run_dir"]
+    assert load_state(run)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine's end
+    capsys.readouterr()
+    assert main(["train", "--resume", run, "--steps", "30"]) == 0
+    stretched = 1e-3 * 0.5 * (1 + np.cos(np.pi * (20 - 4) / (30 - 4)))
+    err = [line for line in capsys.readouterr().err.splitlines() if "extended" in line]
+    assert len(err) == 1 and err[0].startswith(f"extended from 20 to 30 steps at step 20 of 30: learning rate 0 -> "
+                                               f"{stretched:.3g}"), err
+    state = load_state(run)
+    assert state["step"] == 30 and state["config"]["steps"] == 30
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the new end
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["step"] == 30 and summary["extended"]["lr_after"] == pytest.approx(stretched)

@@ -4,12 +4,15 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import visionlab as vl
-from visionlab.data.images import save_image
+from visionlab.cli import main
+from visionlab.data.images import load_image, save_image
+from visionlab.data.video_signals import load_video
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, DataError, TrainingError
 
@@ -125,3 +128,64 @@ def test_same_seed_repeats_different_seed_differs(tmp_path):
     wa, wb, wc = (weights_of(r["run_dir"]) for r in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_a_size_that_upscales_more_than_4x_gets_a_one_line_note(tmp_path, capsys):
+    save_image(tmp_path / "dot.png", torch.rand(2, 3, 3))
+    load_image(tmp_path / "dot.png", size=8, announce_upscale=True)  # 4x: no note
+    load_image(tmp_path / "dot.png", size=64)  # a data set's own size (features, classify): no note either
+    assert capsys.readouterr().err == ""
+    vl.fit(str(tmp_path / "dot.png"), **{**TINY, "size": "16"}, steps=2, out=str(tmp_path))  # 8x
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note: size 16x24 enlarges") and "(2x3) 8 times" in err[0], err
+    np.save(tmp_path / "clip.npy", np.random.default_rng(0).random((2, 2, 3, 3), dtype=np.float32))  # (T, H, W, C)
+    load_video(tmp_path / "clip.npy", size="3x12")  # a video's frames: 4x along W, no note ...
+    assert capsys.readouterr().err == ""
+    load_video(tmp_path / "clip.npy", size="2x13")  # ... 13 / 3 = 4.33x
+    assert "enlarges" in capsys.readouterr().err
+
+
+def test_a_folder_fit_skips_an_unreadable_image_and_lists_it(tmp_path, capsys):
+    album = tmp_path / "album"
+    for k in range(2):
+        save_image(album / f"{k}.png", torch.rand(16, 16, 3))
+    (album / "1.png").write_bytes((album / "1.png").read_bytes()[:60])  # cut
+    out = tmp_path / "runs"
+    assert main(["fit", str(album), "--preset", "tiny", "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipped: ") and "1.png" in err[0], err
+    table = (out / "fit" / "album-siren-evos" / "table.md").read_text()
+    assert "| 0.png | " in table and "| 1.png | skipped: " in table and "**mean of 1**" in table
+    assert "(1 unreadable image(s) skipped)" in captured.out
+    # mended, the same command fits it too: the table grows by the image that was skipped
+    save_image(album / "1.png", torch.rand(16, 16, 3))
+    assert main(["fit", str(album), "--preset", "tiny", "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    table = (out / "fit" / "album-siren-evos" / "table.md").read_text()
+    assert "skipped" not in table and "**mean of 2**" in table
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_resume_with_more_steps_extends_a_finished_or_stopped_run(tmp_path, capsys, stopped):
+    """A 20-step fit resumed with --steps 30 ends at step 30 with its checkpoint; the exponential decay to
+    --lr-final is stretched to the new end, and the run says so in one line and in its summary."""
+    stop = [lambda trainer: trainer.step == 12 and trainer.request_stop()] if stopped else []
+    first = vl.fit_run("camera", **TINY, steps=20, lr_final=1e-4, eval_every=10, out=str(tmp_path), name="r",
+                       callbacks=stop)
+    assert first["step"] == (12 if stopped else 20)
+    run = first["run_dir"]
+    capsys.readouterr()
+    assert main(["fit", "--resume", run, "--steps", "30"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "extended" in line]
+    step = 12 if stopped else 20
+    assert err == [f"extended from 20 to 30 steps at step {step} of 30: learning rate {1e-3 * 0.1 ** (step / 20):.3g}"
+                   f" -> {1e-3 * 0.1 ** (step / 30):.3g} (its decay, and a selector's ratio schedule, follow their "
+                   f"30-step curves from here)"]
+    state = load_state(run)
+    assert state["step"] == 30 and state["config"]["steps"] == 30
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # --lr-final at the new end
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["step"] == 30 and summary["extended"]["from"] == 20 and summary["extended"]["to"] == 30
+    assert [r["step"] for r in map(json.loads, open(os.path.join(run, "metrics.jsonl")))][-2:] == [20, 30]
+    assert main(["fit", "--resume", run, "--steps", "25"]) == 2  # below the steps done
+    assert "--steps 25 ends at step 25, before step 30 where this run stopped" in capsys.readouterr().err

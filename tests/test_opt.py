@@ -6,10 +6,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+import visionlab as vl
 from visionlab import opt
 from visionlab.cli import CONFIG_COMMANDS, TRAIN_FAMILIES, build_parser, main, parse
 from visionlab.data.images import save_image
 from visionlab.manager import DIFFUSE_RECIPES, build_config
+from visionlab.models.ddpm_unet import DiffusionUNet
+from visionlab.models.unet import unet_config
+from visionlab.models.vit import vit_config
+from visionlab.models.vivit import vivit_config
+from visionlab.opt.flags import given_options
+from visionlab.trainer.diffuse import build_network
 from visionlab.util.errors import ConfigError
 
 
@@ -119,3 +126,50 @@ def test_a_folder_fit_with_a_bad_ratio_is_refused_before_its_table_folder(tmp_pa
     assert main(["fit", str(tmp_path / "album"), "--preset", "tiny", "--ratio", "2", "--quiet", "--out", str(out)]) == 2
     assert "ratio must be in (0, 1], got 2.0" in capsys.readouterr().err
     assert not out.exists()  # nothing left that would refuse the corrected rerun
+
+
+def optional_choices() -> list[tuple[str, list[str], str]]:
+    """(command words, flag, field name) of every option whose choices hold None (the default: decide for me)."""
+    found = []
+    for command, (cls, _, _) in CONFIG_COMMANDS.items():
+        found += [([command], f) for f in dataclasses.fields(cls) if None in (f.metadata.get("choices") or ())]
+    for family, (cls, _, _) in TRAIN_FAMILIES.items():
+        found += [(["train", family], f) for f in dataclasses.fields(cls) if None in (f.metadata.get("choices") or ())]
+    return [(words, "--" + f.name.replace("_", "-"), f.name) for words, f in found]
+
+
+def test_optional_choices_are_found():
+    names = {name for _, _, name in optional_choices()}
+    assert {"kind", "pool", "variance", "d_norm"} <= names
+
+
+@pytest.mark.parametrize("words, flag, name", optional_choices())
+def test_a_none_choice_is_typed_none_and_shown_as_none(words, flag, name, capsys):
+    text = help_text(capsys, *words)
+    assert "None," not in text and "{None" not in text  # never shown as a choice that argparse then refuses
+    args = parse(build_parser(), [*words, flag, "none"])  # 'none' is taken ...
+    given = given_options(args, args.config)
+    field = next(f for f in dataclasses.fields(args.config) if f.name == name)
+    # ... as None (the default), or as the choice 'none' where that is a value of its own (d_norm: no normalisation)
+    assert given[name] == ("none" if "none" in field.metadata["choices"] else None)
+
+
+def test_none_overrides_a_recipe_value():
+    args = parse(build_parser(), ["train", "vit", "--pool", "none"])
+    assert given_options(args, args.config) == {"pool": None}
+    assert build_config(opt.ClassifyConfig, {"pool": "mean"}, **given_options(args, args.config)).pool is None
+    with pytest.raises(SystemExit):
+        parse(build_parser(), ["train", "vit", "--pool", "None"])  # the Python spelling is not a choice
+
+
+def test_the_models_defaults_are_the_command_lines():
+    """ViT() is the model of 'visionlab train vit' (not ViT-B's 85.8 M parameters), and so on for every family."""
+    assert vl.ViT().config == vit_config(opt.ClassifyConfig().preset)
+    assert vl.ViViT().config == vivit_config(opt.ClassifyConfig().preset)
+    assert vl.UNet().config == unet_config(opt.SegmentConfig().preset)
+    for model, cls in (("dit", vl.DiT), ("ddpm", DiffusionUNet)):  # the network of the default data, the digits
+        config = opt.DiffuseConfig(model=model)
+        network, _ = build_network(config, (1, 16, 16), 10)
+        assert cls().config == network.config, model
+    assert sum(p.numel() for p in vl.ViT().parameters()) < 100_000
+    assert {"ViT", "ViViT", "DiT", "UNet"} <= set(vl.__all__)

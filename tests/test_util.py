@@ -12,7 +12,7 @@ from visionlab.opt import FitConfig
 from visionlab.util.checkpoint import load_state, load_weights, save_state, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.io import atomic_write, new_run_dir, read_jsonl, append_jsonl
+from visionlab.util.io import append_jsonl, atomic_write, new_run_dir, read_jsonl, write_text
 from visionlab.util.seed import rng_state, seed_everything, set_rng_state
 
 
@@ -111,3 +111,17 @@ def test_jsonl_lines(tmp_path):
 def test_config_validation(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         FitConfig(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_run_files_get_the_processs_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        written = [write_text(tmp_path / "a" / "summary.json", "{}"), save_state(tmp_path / "checkpoint.pt", {"k": 1}),
+                   save_weights(tmp_path / "model.safetensors", {"w": torch.zeros(2)})]
+        assert os.umask(umask) == umask  # reading it left it as it was
+    finally:
+        os.umask(old)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == mode, path
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o777 & ~umask  # folders: as mkdir makes them

@@ -5,6 +5,7 @@ Interpreter mode::
     import visionlab as vl
     metrics = vl.fit("coffee", steps=300, sampler="evos")   # fit an image with SIREN + EVOS
     vl.Siren(out_features=3)                                 # every model is a plain nn.Module
+    vl.ViT()                                                 # the command line's default ViT (preset tiny)
     vl.features("digits", extractor="hog", classifier="svm") # HOG + SVM on scikit-learn's digits
 
 Script mode: ``visionlab fit coffee --steps 300`` (or ``python -m visionlab``, ``python main.py``).
@@ -31,6 +32,10 @@ _PUBLIC = {
     **dict.fromkeys(("TRANSFORMS", "make_transform"), "visionlab.components.transforms"),
     **dict.fromkeys(("SAMPLE_IMAGES", "coordinate_grid", "load_image"), "visionlab.data.images"),
     **dict.fromkeys(("INR_MODELS", "Finer", "FourierFeatureMLP", "Siren", "build_inr"), "visionlab.models.inr"),
+    "ViT": "visionlab.models.vit",  # each model family's constructor builds the command line's default preset
+    "ViViT": "visionlab.models.vivit",
+    "DiT": "visionlab.models.dit",
+    "UNet": "visionlab.models.unet",
     "FitConfig": "visionlab.opt",
     "pick_device": "visionlab.util.device",
 }

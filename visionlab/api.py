@@ -8,17 +8,15 @@ calls these functions with the flags given.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
-
-import torch
 
 from visionlab.data.datasets import image_files
 from visionlab.manager import GAN_AUGMENT, build_config, experiment_plan
-from visionlab.models.vit import ViT, vit_config
-from visionlab.models.vivit import ViViT, vivit_config
 from visionlab.opt import (PICTURES, ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig,
                            FeaturesConfig, FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig,
                            parse_shard)
+from visionlab.opt.fields import check_threads
 from visionlab.trainer import adversarial as adversarial_task
 from visionlab.trainer import classify as classify_task
 from visionlab.trainer import diffuse as diffuse_task
@@ -29,11 +27,13 @@ from visionlab.trainer import pictures
 from visionlab.trainer import segment as segment_task
 from visionlab.trainer.experiment import Cell, run_experiment
 from visionlab.trainer.gan_augment import gan_augment as run_gan_augment
+from visionlab.trainer.shapes import shapes_table
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state
+from visionlab.util.device import set_threads
 from visionlab.util.errors import ConfigError, DataError
-from visionlab.util.shapes import format_steps, trace_shapes
 
 RESUME_MAY_CHANGE = ("device", "threads", "quiet")  # options that do not change what a resumed run computes
+RESUME_EXTENDS = ("steps", "epochs")  # a new total: the run goes on to it (trainer/extend.py)
 
 
 def fit(image: str | None = None, *, preset: str | None = None, resume: str | Path | None = None,
@@ -42,7 +42,8 @@ def fit(image: str | None = None, *, preset: str | None = None, resume: str | Pa
 
     ``image`` is a file or a built-in sample name; ``options`` are the fields of :class:`visionlab.opt.FitConfig`
     (``steps``, ``sampler``, ``ratio``, ``model``, ...), applied over ``preset``. ``resume`` continues an earlier
-    run (its folder or checkpoint) with its own config; only ``device``, ``threads`` and ``quiet`` may be changed.
+    run (its folder or checkpoint) with its own config; only ``device``, ``threads`` and ``quiet`` may be changed,
+    and ``steps`` to extend it (its schedules are stretched to the new end: ``trainer/extend.py``).
 
     >>> metrics = fit("coffee", preset="tiny", quiet=True, out="/tmp/runs")  # doctest: +SKIP
     >>> round(metrics["psnr"]) > 10  # doctest: +SKIP
@@ -123,23 +124,27 @@ def shapes(model: str = "vit", **options) -> str:
     return run_config(build_config(ShapesConfig, model=model, **options))
 
 
-def evaluate(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto") -> dict:
+def evaluate(run: str | Path, *, data: str | None = None, split: str = "test", device: str = "auto",
+             threads: int | None = None) -> dict:
     """Test a trained classifier (a run folder of ``train``) on its own test split, or on ``data`` (a built-in set or
     a path whose classes are among the model's); ``split="all"`` uses every example. Returns accuracy, the per-class
-    report and the confusion matrix, also written into the run folder.
+    report and the confusion matrix, also written into the run folder. ``threads``: CPU threads (default: the
+    libraries' own choice).
 
     >>> vl.evaluate("runs/classify/digits-vit")["accuracy"]  # doctest: +SKIP
     0.9888...
     """
+    set_threads(check_threads(threads))
     return classify_task.evaluate_run(run, data=data, split=split, device=device)
 
 
-def predict(run: str | Path, files: list[str], *, device: str = "auto") -> list[dict]:
+def predict(run: str | Path, files: list[str], *, device: str = "auto", threads: int | None = None) -> list[dict]:
     """Classify image files (a ViT run) or clips (a ViViT run) with the model of run folder ``run``:
     ``[{"file", "class", "probability"}, ...]``; a ``features`` run (its ``pipeline.joblib``): ``[{"file",
     "class"}, ...]``."""
     if not files:
         raise ConfigError("no files to predict")
+    set_threads(check_threads(threads))
     if (Path(run) / "pipeline.joblib").is_file():
         return features_task.predict_files(run, list(files))
     return classify_task.predict_files(run, list(files), device=device)
@@ -293,10 +298,10 @@ def resume_run(cls, resume: str | Path, *, callbacks=(), image=None, preset=None
         where = path / CHECKPOINT_NAME if path.is_dir() else path
         raise DataError(f"{where} has no run options (its 'config' is missing): not a checkpoint that visionlab "
                         f"wrote")
-    fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE and v is not None)
+    fixed = sorted(k for k, v in options.items() if k not in RESUME_MAY_CHANGE + RESUME_EXTENDS and v is not None)
     if fixed or preset or image:
-        raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change "
-                          f"(got {', '.join(fixed or ['preset' if preset else 'image'])})")
+        raise ConfigError(f"a resumed run keeps its own options; only device, threads and quiet may change, and "
+                          f"steps / epochs to extend it (got {', '.join(fixed or ['preset' if preset else 'image'])})")
     config = build_config(cls, state["config"], **{k: v for k, v in options.items() if v is not None})
     return run_config(config, resume=(state, path if path.is_dir() else path.parent), callbacks=callbacks)
 
@@ -310,17 +315,27 @@ def _fit(config: FitConfig, *, resume=None, callbacks=()) -> dict:
 
 def _fit_folder(config: FitConfig) -> dict:
     """Fit every image of folder ``config.image`` with the same options, then write one table of their PSNR / SSIM
-    (``OUT/fit/NAME/table.md``); running it again continues where it stopped."""
+    (``OUT/fit/NAME/table.md``); running it again continues where it stopped. An image that cannot be read is
+    skipped with one line on stderr and listed in the table (``skipped``); none readable is a DataError."""
     config.validate()
-    files = image_files(config.image)
-    cells = [Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
-             for f in files]
+    cells, skipped = [], {}
+    for f in image_files(config.image):
+        cell = Cell(row=f.name, item="", task="fit", config=dataclasses.replace(config, image=str(f), kind="image"))
+        try:
+            fit_task.load_fit_signal(cell.config)
+            cells.append(cell)
+        except DataError as e:
+            skipped[f.name] = str(e)
+    if not cells:
+        raise DataError(f"no image of {config.image} could be read (first: {next(iter(skipped.values()))})")
+    for why in skipped.values():
+        print(f"skipped: {why}", file=sys.stderr, flush=True)
     record = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE + ("out", "name")}
     name = config.name or f"{Path(config.image).name}-{config.model}-{config.sampler}"
-    result = run_experiment(name, cells, out=config.out, table={"kind": "items"}, options=record,
+    result = run_experiment(name, cells, out=config.out, table={"kind": "items", "skipped": skipped}, options=record,
                             quiet=config.quiet, task="fit")
     return {"status": result["status"], "run_dir": result["folder"], "table": result.get("markdown", ""),
-            "rows": result.get("rows", []), "metrics": result.get("mean", {})}
+            "rows": result.get("rows", []), "metrics": result.get("mean", {}), "skipped": skipped}
 
 
 def _experiment(o: ExperimentConfig) -> dict:
@@ -354,55 +369,9 @@ def gan_augment(options: ExperimentConfig) -> dict:
                            quiet=options.quiet)
 
 
-# What each hooked module does, in the words of the notes' shape walk-through.
-SHAPE_STEPS = {
-    "patch_embed.proj": "patch embedding: conv, kernel = stride = patch size, D output channels",
-    "patch_embed.flatten": "flatten the patch grid: L = number of patches",
-    "patch_embed.transpose": "transpose to tokens (B, L, D)",
-    "cls_token": "prepend the [CLS] token: L + 1",
-    "pos_embed": "+ positional embedding (same shape)",
-    "encoder.blocks": "transformer block",
-    "encoder.norm": "LayerNorm",
-    "spatial_pool": "one vector per time index (its [CLS])",
-    "temporal_cls_token": "prepend the temporal [CLS]",
-    "temporal_pos_embed": "+ temporal positional embedding",
-    "temporal_encoder.blocks": "temporal transformer block",
-    "temporal_encoder.norm": "LayerNorm",
-    "pool": "pool: the [CLS] token (token 0) or the mean of the tokens",
-    "head": "linear head -> class scores",
-}
-
-
-def _shapes(o: ShapesConfig) -> str:
-    o.validate()
-    channels, image_size, frames = o.channels, o.image_size, o.frames
-    sizes = {} if o.num_classes is None else {"num_classes": o.num_classes}
-    if o.model == "vit":
-        config = vit_config(o.preset, image_size=image_size, in_channels=channels,
-                            **({"patch_size": o.patch_size} if o.patch_size is not None else {}), **sizes)
-        with torch.device("meta"):
-            network = ViT(config=config)
-        inputs = torch.empty(1, channels, image_size, image_size, device="meta")  # (B, C, H, W)
-    elif o.model == "vivit":
-        tubelet = o.tubelet
-        t, p = (tubelet[0], tubelet[1]) if tubelet else (2, o.patch_size if o.patch_size is not None else 16)
-        if tubelet and tubelet[1] != tubelet[2]:
-            raise ConfigError(f"tubelets have square patches: got h = {tubelet[1]}, w = {tubelet[2]}")
-        config = vivit_config(o.preset, model=o.vivit_model, image_size=image_size, num_frames=frames,
-                              tubelet_time=t, patch_size=p, in_channels=channels, **sizes)
-        with torch.device("meta"):
-            network = ViViT(config=config)
-        inputs = torch.empty(1, channels, frames, image_size, image_size, device="meta")  # (B, C, T, H, W)
-    else:
-        raise ConfigError(f"shapes knows vit and vivit, not {o.model!r}")
-    steps = trace_shapes(network, inputs, list(SHAPE_STEPS))
-    return format_steps(steps, SHAPE_STEPS)
-
-
 def _sample(o: SampleConfig) -> dict:
     o.validate()
-    if o.threads:
-        torch.set_num_threads(o.threads)
+    set_threads(o.threads)
     return generative_runs.sample_run(o.run, sampler=o.sampler, steps=o.steps, eta=o.eta, guidance=o.guidance,
                                       labels=o.labels, num=o.num, seed=o.seed, batch_size=o.batch_size, out=o.out,
                                       device=o.device, progress=not o.quiet)
@@ -410,8 +379,7 @@ def _sample(o: SampleConfig) -> dict:
 
 def _evaluate_samples(o: EvaluateSamplesConfig) -> dict:
     o.validate()
-    if o.threads:
-        torch.set_num_threads(o.threads)
+    set_threads(o.threads)
     return generative_runs.evaluate_samples(o.run, samples=o.samples, num=o.num, sampler=o.sampler, steps=o.steps,
                                             eta=o.eta, guidance=o.guidance, labels=o.labels, seed=o.seed,
                                             batch_size=o.batch_size, reference_epochs=o.reference_epochs,
@@ -420,6 +388,7 @@ def _evaluate_samples(o: EvaluateSamplesConfig) -> dict:
 
 def _show(o: ShowConfig) -> dict:
     o.validate()
+    set_threads(o.threads)
     source = o.source or PICTURES[o.kind][1]
     run_folder = o.kind in ("attention", "positions", "reverse")
     out = o.output or str((Path(source) if run_folder else Path(".")) / f"show-{o.kind}.png")
@@ -444,5 +413,5 @@ def _show(o: ShowConfig) -> dict:
 TRAINERS = {FitConfig: ("fit", _fit), ClassifyConfig: ("classify", classify_task.train),
             DiffuseConfig: ("diffuse", diffuse_task.train), SegmentConfig: ("segment", segment_task.train),
             GanConfig: ("adversarial", adversarial_task.train)}
-COMMANDS = {FeaturesConfig: features_task.run_features, ExperimentConfig: _experiment, ShapesConfig: _shapes,
+COMMANDS = {FeaturesConfig: features_task.run_features, ExperimentConfig: _experiment, ShapesConfig: shapes_table,
             SampleConfig: _sample, EvaluateSamplesConfig: _evaluate_samples, ShowConfig: _show}

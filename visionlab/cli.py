@@ -9,17 +9,16 @@ as one line, with exit status 2 and no traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
 import threading
-from typing import get_type_hints
 
 from visionlab import api
 from visionlab.manager import EXPERIMENTS, RECIPES
 from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig, FeaturesConfig,
-                           FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig, help_text)
+                           FitConfig, GanConfig, OnDevice, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig)
+from visionlab.opt.flags import add_options, given_options
 from visionlab.util.checkpoint import load_state
 from visionlab.util.errors import ConfigError, Terminated, VisionlabError, terminate
 from visionlab.util.failures import explain, terminated
@@ -59,7 +58,9 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
     "fit": (FitConfig, "fit an image with a neural field (SIREN + EVOS, ...)",
             "Fit an image with an implicit neural representation, choosing the trained pixels with a sample "
             "selector (EVOS by default). Writes the reconstruction, a comparison figure, the PSNR curve, "
-            "metrics.json and a checkpoint to OUT/fit/NAME."),
+            "metrics.json and a checkpoint to OUT/fit/NAME. A folder of images: each is fitted, then one table; an "
+            "image that cannot be read is skipped with one line and listed in the table as skipped (exit status 0 "
+            "when at least one image was fitted, 2 when none could be read)."),
     "features": (FeaturesConfig, "classify images with HOG / SIFT / SURF features and an SVM or KNN",
                  "Turn images into vectors with hand-made features (HOG, SIFT, dense SIFT, SURF) and classify them "
                  "with an SVM or a KNN. Writes accuracy, the per-class report, a confusion matrix, a picture of "
@@ -100,55 +101,12 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ flags <-> configs
-
-def add_options(parser: argparse.ArgumentParser, cls, *, positional_optional: bool = False, skip=()) -> None:
-    """Add one flag per field of the dataclass ``cls`` (except the names in ``skip``). Defaults are left unset (None)
-    so that the flags given can be told apart from the defaults (see :func:`given_options`); the help shows the
-    config's own default."""
-    hints = get_type_hints(cls)
-    # The command's own options first, then the shared ones (the keyword-only mixins of visionlab.opt.fields).
-    for f in sorted(dataclasses.fields(cls), key=lambda f: f.kw_only):
-        if f.name in skip:
-            continue
-        meta = {**f.metadata, "help": help_text(cls, f)}
-        # argparse formats help text with %: a plain "10 %" would break --help, so every % is written as %%.
-        meta["help"] = meta["help"].replace("%", "%%")
-        kind = _base_type(hints[f.name])
-        default_text = "" if f.default is None else f" (default: {f.default})"
-        if meta.get("positional"):
-            parser.add_argument(f.name, nargs="?" if positional_optional else None, default=None,
-                                choices=meta.get("choices"), help=meta["help"] + default_text)
-            continue
-        flags = [f"--{f.name.replace('_', '-')}"]
-        if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=meta["help"])
-        elif getattr(kind, "__origin__", None) is tuple:  # tuple[int, int, int] -> three values after the flag
-            parser.add_argument(*flags, dest=f.name, type=kind.__args__[0], nargs=len(kind.__args__), default=None,
-                                metavar=f.name.upper(), help=meta["help"] + default_text)
-        else:
-            parser.add_argument(*flags, dest=f.name, type=kind, default=None, choices=meta.get("choices"),
-                                metavar=f.name.upper() if not meta.get("choices") else None,
-                                help=meta["help"] + default_text)
-
-
-def given_options(args: argparse.Namespace, cls) -> dict:
-    """The fields of ``cls`` given explicitly on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-
-
-def _base_type(hint) -> type:
-    """int | None -> int, etc."""
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    return args[0] if args else hint
-
+# ------------------------------------------------------------------------------------------------ the parser
 
 def _describe(table: dict[str, dict]) -> str:
     return "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in options.items()) for name, options in
                      table.items())
 
-
-# ------------------------------------------------------------------------------------------------ the parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionlab", description="visionlab: computer-vision models to run, read "
@@ -173,7 +131,8 @@ def _add_config_command(commands, name: str) -> None:
                                   _describe(RECIPES[FitConfig][0]))
         command.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from its "
                              "checkpoint.pt) exactly where it stopped; its own options are used (--device, "
-                             "--threads, --quiet may change)")
+                             "--threads, --quiet may change; --steps N extends a finished or stopped run, its "
+                             "learning-rate decay stretched to the new end, as one printed line says)")
     if name == "features":
         command.add_argument("--predict", nargs="+", metavar="FILE", help="classify these images with the fitted "
                              "pipeline of the run OUT/features/NAME that these options name, instead of training "
@@ -195,8 +154,10 @@ def _add_train(commands) -> None:
         recipes = RECIPES[cls][0]
         parser.add_argument("--recipe", choices=sorted(recipes),
                             help="start from a tested recipe (manager.py); flags override it: " + _describe(recipes))
+        length = "--epochs" if hasattr(cls, "epochs") else "--steps"  # what sets the run's length
         parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN exactly where it stopped "
-                            "(its own options; --device, --threads, --quiet may change)")
+                            f"(its own options; --device, --threads, --quiet may change; {length} N extends a "
+                            "finished or stopped run, its learning-rate decay stretched to the new end)")
         add_options(parser, cls, skip=("model",))  # the family is the model
         parser.set_defaults(handler=run_command, call="train", config=cls, report=REPORTS[cls])
 
@@ -210,7 +171,7 @@ def _add_run_readers(commands) -> None:
     predict.add_argument("run", help="run folder of 'visionlab train' (holds model.json and model.safetensors) or "
                                      "of 'visionlab features' (holds pipeline.joblib)")
     predict.add_argument("files", nargs="+", help="images or clips")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_options(predict, OnDevice)  # --device, --threads: as every command has them
     predict.set_defaults(handler=run_predict)
     evaluate = commands.add_parser(
         "evaluate", help="test a trained classifier: accuracy, per-class report, confusion matrix",
@@ -221,7 +182,7 @@ def _add_run_readers(commands) -> None:
     evaluate.add_argument("--data", help="data set or path to evaluate on (default: the run's own)")
     evaluate.add_argument("--split", default="test", choices=("test", "all"),
                           help="test: the held-out split; all: every example of the data (default: test)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_options(evaluate, OnDevice)
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -305,7 +266,8 @@ def report_fit(summary: dict) -> int:
             print(f"{stopped()}; the same command continues with the image it stopped at", file=sys.stderr)
             return interrupted_status()
         print(summary["table"], end="")
-        print(f"table and runs in {summary['run_dir']}")
+        skipped = f" ({len(summary['skipped'])} unreadable image(s) skipped)" if summary.get("skipped") else ""
+        print(f"table and runs in {summary['run_dir']}{skipped}")
         return 0
     m = summary["metrics"]
     quality = f"PSNR {m['psnr']:.2f} dB" + (f", SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "")
@@ -415,7 +377,7 @@ REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    return print_predictions(api.predict(args.run, args.files, device=args.device))
+    return print_predictions(api.predict(args.run, args.files, **given_options(args, OnDevice)))
 
 
 def print_predictions(rows: list[dict]) -> int:
@@ -425,7 +387,7 @@ def print_predictions(rows: list[dict]) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    m = api.evaluate(args.run, data=args.data, split=args.split, device=args.device)
+    m = api.evaluate(args.run, data=args.data, split=args.split, **given_options(args, OnDevice))
     print(m["report_text"], end="")
     print(f"accuracy {m['accuracy']:.2%} on {m['examples']} examples of {m['data']} ({m['split']}); "
           f"report and confusion matrix in {args.run}")

@@ -133,9 +133,11 @@ def coordinate_grid(height: int, width: int, *, device=None, dtype=torch.float32
     return rearrange(grid, "h w yx -> (h w) yx")  # (H*W, 2)
 
 
-def load_image(source: str | os.PathLike, *, size: str | int | None = None,
-               crop: str | int | None = None) -> ImageSignal:
-    """Load an image file or a sample name as (H, W, C) float32 in [0, 1]; resize (``size``) then centre-crop."""
+def load_image(source: str | os.PathLike, *, size: str | int | None = None, crop: str | int | None = None,
+               announce_upscale: bool = False) -> ImageSignal:
+    """Load an image file or a sample name as (H, W, C) float32 in [0, 1]; resize (``size``) then centre-crop.
+    ``announce_upscale``: a size that enlarges the image more than 4x gets a one-line note (the user's ``--size``; a
+    data set's fixed size does not)."""
     target_size = None if size is None else parse_size(size)  # a bad option is reported before any decoding
     path = Path(source)
     text = str(source)
@@ -157,7 +159,10 @@ def load_image(source: str | os.PathLike, *, size: str | int | None = None,
         pixels = pixels[:, :, None]  # grey -> (H, W, 1)
     values = _to_unit_range(pixels, bit_depth, origin)  # (H, W, C) float
     if target_size is not None:
+        before = values.shape[:2]
         values = _resize(values, target_size)
+        if announce_upscale:
+            note_upscale(origin, before, values.shape[:2])
     if crop is not None:
         values = _centre_crop(values, crop, origin, resized=size is not None)
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)  # guards against interpolation overshoot
@@ -267,6 +272,18 @@ def _to_unit_range(pixels: np.ndarray, bit_depth: int, origin: str) -> np.ndarra
             raise DataError(f"image {origin} has float values in [{low:g}, {high:g}], expected [0, 1]")
         return pixels.astype(np.float32)
     return pixels.astype(np.float32) / float(2 ** bit_depth - 1)
+
+
+UPSCALE_NOTE = 4  # a size that enlarges an image (or video frames) more than this many times gets a one-line note
+
+
+def note_upscale(origin: str, before: tuple[int, int], after: tuple[int, int]) -> None:
+    """One line on stderr when a size option enlarges ``origin`` from ``before`` to ``after`` (H, W) more than
+    UPSCALE_NOTE times: a fit of it learns an interpolation of few pixels, at the larger image's cost."""
+    factor = max(after[0] / before[0], after[1] / before[1])
+    if factor > UPSCALE_NOTE:
+        print(f"note: size {after[0]}x{after[1]} enlarges {origin} ({before[0]}x{before[1]}) {factor:.3g} times; its "
+              f"detail stays that of {before[0]}x{before[1]} pixels, interpolated", file=sys.stderr)
 
 
 def _resize(values: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:

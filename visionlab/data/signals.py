@@ -94,4 +94,4 @@ def load_signal(spec: str | os.PathLike, *, kind: str | None = None, size: str |
     if text.strip() and not Path(spec).exists() and text not in SAMPLE_IMAGES and not text.startswith("skimage:"):
         raise DataError(f"no such file or built-in signal: {text} (audio: {', '.join(AUDIO_SAMPLES)}; video: "
                         f"{', '.join(VIDEO_SAMPLES)}; images: {', '.join(SAMPLE_IMAGES)})")
-    return as_signal(load_image(spec, size=size, crop=crop))
+    return as_signal(load_image(spec, size=size, crop=crop, announce_upscale=True))

@@ -33,7 +33,7 @@ from skimage.transform import resize
 
 from visionlab.data.formats import to_unit_range
 from visionlab.data.grid import VIDEO_SAMPLES, GridSignal, as_array, check_given
-from visionlab.data.images import parse_size, quiet_decoding, save_image
+from visionlab.data.images import note_upscale, parse_size, quiet_decoding, save_image
 from visionlab.data.video import frame_files, load_npy, read_frame_images
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.io import atomic_write, check_readable
@@ -101,7 +101,9 @@ def load_video(source: str | os.PathLike, *, frames: int | None = None, size: st
                         f"(built-in: {', '.join(VIDEO_SAMPLES)})")
 
     if target_size is not None:
+        before = values.shape[1:3]
         values = _resize_frames(values, target_size)
+        note_upscale(origin, before, values.shape[1:3])  # always the user's --size here
     values = np.ascontiguousarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
     return VideoSignal(values=torch.from_numpy(values), name=name, source=origin,
                        fps=float(fps if fps is not None else rate))

@@ -92,7 +92,10 @@ DIFFUSION_UNET_PRESETS: dict[str, dict] = {
 }
 
 
-def diffusion_unet_config(preset: str = "cifar10", **overrides) -> DiffusionUNetConfig:
+DEFAULT_PRESET = "digits"  # DiffusionUNet() and diffusion_unet_config(): the command line's default data's (digits)
+
+
+def diffusion_unet_config(preset: str = DEFAULT_PRESET, **overrides) -> DiffusionUNetConfig:
     """A preset's config with some fields changed, e.g. ``diffusion_unet_config("cifar10", num_classes=10)``."""
     return from_preset(DiffusionUNetConfig, DIFFUSION_UNET_PRESETS, preset, "diffusion U-Net", **overrides)
 
@@ -175,6 +178,9 @@ class Level(nn.Module):
 class DiffusionUNet(nn.Module):
     """DDPM's time-conditioned U-Net: eps_theta(x_t, t[, y]) with the input's shape (2C channels if learn_sigma).
 
+    ``DiffusionUNet()`` is the command line's default for its default data, the preset digits; DDPM's CIFAR-10 model
+    by name: ``DiffusionUNet.from_preset("cifar10")``.
+
     >>> model = DiffusionUNet.from_preset("tiny32")
     >>> model(torch.zeros(2, 3, 32, 32), torch.tensor([0, 999])).shape
     torch.Size([2, 3, 32, 32])
@@ -182,7 +188,7 @@ class DiffusionUNet(nn.Module):
 
     def __init__(self, *, config: DiffusionUNetConfig | None = None, **overrides):
         super().__init__()
-        cfg = self.config = replace(config or DiffusionUNetConfig(), **overrides)
+        cfg = self.config = replace(config or diffusion_unet_config(), **overrides)
         ch, groups, temb_dim = cfg.base_channels, cfg.norm_groups, cfg.base_channels * cfg.time_embed_mult
         kw = dict(temb_dim=temb_dim, dropout=cfg.dropout, groups=groups)
         self.time_embed = TimestepEmbedder(dim=temb_dim, frequency_dim=ch, hidden_dim=temb_dim)  # (B, 4 ch)
@@ -219,7 +225,7 @@ class DiffusionUNet(nn.Module):
         self.initialize_weights()
 
     @classmethod
-    def from_preset(cls, preset: str = "cifar10", **overrides) -> "DiffusionUNet":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "DiffusionUNet":
         """``DiffusionUNet.from_preset("digits")``; presets: see :data:`DIFFUSION_UNET_PRESETS`."""
         return cls(config=diffusion_unet_config(preset, **overrides))
 

@@ -88,7 +88,10 @@ DIT_PRESETS: dict[str, dict] = {
 }
 
 
-def dit_config(preset: str = "XL/2", **overrides) -> DiTConfig:
+DEFAULT_PRESET = "digits"  # DiT() and dit_config(): the command line's default (visionlab train dit)
+
+
+def dit_config(preset: str = DEFAULT_PRESET, **overrides) -> DiTConfig:
     """A preset's config with some fields changed, e.g. ``dit_config("S/2", num_classes=10)``."""
     return from_preset(DiTConfig, DIT_PRESETS, preset, "DiT", **overrides)
 
@@ -130,6 +133,9 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     """Diffusion Transformer: patches + sin-cos positions -> adaLN-Zero blocks conditioned on (t, y) -> patches.
 
+    ``DiT()`` is the command line's default network, the preset digits (16 x 16 grey, 10 classes); the paper's by
+    name, e.g. ``DiT.from_preset("XL/2")``.
+
     >>> model = DiT.from_preset("digits")
     >>> model(torch.zeros(2, 1, 16, 16), torch.tensor([0, 999]), torch.tensor([3, 10])).shape
     torch.Size([2, 2, 16, 16])
@@ -137,7 +143,7 @@ class DiT(nn.Module):
 
     def __init__(self, *, config: DiTConfig | None = None, **overrides):
         super().__init__()
-        cfg = self.config = replace(config or DiTConfig(), **overrides)
+        cfg = self.config = replace(config or dit_config(), **overrides)
         self.x_embedder = PatchEmbed(in_channels=cfg.in_channels, dim=cfg.dim, patch_size=cfg.patch_size)
         self.t_embedder = TimestepEmbedder(dim=cfg.dim, frequency_dim=cfg.frequency_dim)
         self.y_embedder = (LabelEmbedding(num_classes=cfg.num_classes, dim=cfg.dim, dropout=cfg.class_dropout)
@@ -151,7 +157,7 @@ class DiT(nn.Module):
         self.initialize_weights()
 
     @classmethod
-    def from_preset(cls, preset: str = "XL/2", **overrides) -> "DiT":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "DiT":
         """``DiT.from_preset("S/2", num_classes=10)``; presets: see :data:`DIT_PRESETS`."""
         return cls(config=dit_config(preset, **overrides))
 

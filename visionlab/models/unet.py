@@ -56,10 +56,12 @@ UNET_PRESETS: dict[str, dict] = {
     "bilinear": dict(upsampling="bilinear"),  # 17,263,042 parameters
     "original": dict(in_channels=1, padding=False, batch_norm=False),  # Ronneberger: 31,030,658; 572 -> 388
     "tiny": dict(base_channels=8, depth=2),  # CPU-sized, for the built-in shapes data
+    "small": dict(base_channels=16, depth=3),  # the command line's default (visionlab train unet)
 }
+DEFAULT_PRESET = "small"  # UNet() and unet_config()
 
 
-def unet_config(preset: str = "milesial", **overrides) -> UNetConfig:
+def unet_config(preset: str = DEFAULT_PRESET, **overrides) -> UNetConfig:
     """A preset's config with some fields changed, e.g. ``unet_config("milesial", num_classes=5)``."""
     return from_preset(UNetConfig, UNET_PRESETS, preset, "U-Net", **overrides)
 
@@ -114,6 +116,9 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """Segmentation U-Net: DoubleConv encoder with max-pooling, decoder with skip connections, 1x1 head.
 
+    ``UNet()`` is the command line's default, the preset small (16 channels, 3 poolings); the common PyTorch one by
+    name: ``UNet.from_preset("milesial")``.
+
     >>> model = UNet.from_preset("tiny")
     >>> model(torch.zeros(1, 3, 32, 32)).shape
     torch.Size([1, 2, 32, 32])
@@ -121,7 +126,7 @@ class UNet(nn.Module):
 
     def __init__(self, *, config: UNetConfig | None = None, **overrides):
         super().__init__()
-        cfg = self.config = replace(config or UNetConfig(), **overrides)
+        cfg = self.config = replace(config or unet_config(), **overrides)
         kw = dict(padding=cfg.padding, batch_norm=cfg.batch_norm)
         factor = 2 if cfg.upsampling == "bilinear" else 1  # bilinear: the bottleneck and decoder have half width
         ch = [cfg.base_channels * 2 ** i for i in range(cfg.depth + 1)]  # 64, 128, 256, 512, 1024
@@ -136,7 +141,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(ch[0], cfg.num_classes, kernel_size=1)
 
     @classmethod
-    def from_preset(cls, preset: str = "milesial", **overrides) -> "UNet":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "UNet":
         """``UNet.from_preset("bilinear", num_classes=3)``; presets: see :data:`UNET_PRESETS`."""
         return cls(config=unet_config(preset, **overrides))
 

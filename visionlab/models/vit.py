@@ -95,7 +95,10 @@ VIT_PRESETS: dict[str, dict] = {
 }
 
 
-def vit_config(preset: str = "B", **overrides) -> ViTConfig:
+DEFAULT_PRESET = "tiny"  # ViT() and vit_config(): the command line's default (visionlab train vit --preset)
+
+
+def vit_config(preset: str = DEFAULT_PRESET, **overrides) -> ViTConfig:
     """A preset's config with some fields changed, e.g. ``vit_config("B", patch_size=32)`` for ViT-B/32."""
     return from_preset(ViTConfig, VIT_PRESETS, preset, "ViT", **overrides)
 
@@ -103,14 +106,17 @@ def vit_config(preset: str = "B", **overrides) -> ViTConfig:
 class ViT(nn.Module):
     """Vision Transformer: patches -> [CLS] + positions -> pre-norm transformer -> LayerNorm -> head.
 
-    >>> model = ViT.from_preset("tiny")
+    ``ViT()`` is the command line's default model, the preset tiny (16 x 16 RGB, 10 classes), with any field
+    changed by keyword; the paper's sizes by name: ``ViT.from_preset("B")`` is ViT-B/16 (85.8 M parameters).
+
+    >>> model = ViT()
     >>> model(torch.zeros(2, 3, 16, 16)).shape
     torch.Size([2, 10])
     """
 
     def __init__(self, *, config: ViTConfig | None = None, **overrides):
         super().__init__()
-        cfg = self.config = replace(config or ViTConfig(), **overrides)
+        cfg = self.config = replace(config or vit_config(), **overrides)
         grid = tuple(s // cfg.patch_size for s in image_hw(cfg.image_size))  # (H/P, W/P)
         self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
 
@@ -128,7 +134,7 @@ class ViT(nn.Module):
         init_vit_weights(self.head)
 
     @classmethod
-    def from_preset(cls, preset: str = "B", **overrides) -> "ViT":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "ViT":
         """``ViT.from_preset("B", num_classes=10)``; presets: see :data:`VIT_PRESETS`."""
         return cls(config=vit_config(preset, **overrides))
 

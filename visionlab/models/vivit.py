@@ -117,7 +117,10 @@ VIVIT_PRESETS: dict[str, dict] = {
 }
 
 
-def vivit_config(preset: str = "B", **overrides) -> ViViTConfig:
+DEFAULT_PRESET = "tiny"  # ViViT() and vivit_config(): the command line's default (visionlab train vivit --preset)
+
+
+def vivit_config(preset: str = DEFAULT_PRESET, **overrides) -> ViViTConfig:
     """A preset's config with some fields changed, e.g. ``vivit_config("B", model=2, num_frames=16)``."""
     return from_preset(ViViTConfig, VIVIT_PRESETS, preset, "ViViT", **overrides)
 
@@ -205,7 +208,8 @@ class ViViT(nn.Module):
 
     Submodules (hook names): ``patch_embed`` (``.proj``, ``.flatten``, ``.transpose`` for tubelets), ``cls_token``,
     ``pos_embed``, ``encoder`` (model 2: the spatial encoder; then ``temporal_cls_token``, ``temporal_pos_embed``,
-    ``temporal_encoder``), ``pool``, ``head``.
+    ``temporal_encoder``), ``pool``, ``head``. ``ViViT()`` is the command line's default, the preset tiny; the
+    paper's by name, e.g. ``ViViT.from_preset("B")``.
 
     >>> model = ViViT.from_preset("tiny", model=2)
     >>> model(torch.zeros(2, 3, 4, 16, 16)).shape
@@ -214,7 +218,7 @@ class ViViT(nn.Module):
 
     def __init__(self, *, config: ViViTConfig | None = None, **overrides):
         super().__init__()
-        cfg = self.config = replace(config or ViViTConfig(), **overrides)
+        cfg = self.config = replace(config or vivit_config(), **overrides)
         self.model = cfg.model
         p = self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
         h, w = cfg.image_hw
@@ -253,7 +257,7 @@ class ViViT(nn.Module):
         init_vit_weights(self.head)
 
     @classmethod
-    def from_preset(cls, preset: str = "B", **overrides) -> "ViViT":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "ViViT":
         """``ViViT.from_preset("B", model=3, num_frames=16)``; presets: see :data:`VIVIT_PRESETS`."""
         return cls(config=vivit_config(preset, **overrides))
 

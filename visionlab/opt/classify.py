@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import visionlab.opt.fields as shared
-from visionlab.opt.fields import (OnDevice, RunFolder, TensorBoard, check_shared, option, positive,
+from visionlab.opt.fields import (OnDevice, RunFolder, TensorBoard, Threads, check_shared, option, positive,
                                   positive_if_given)
 from visionlab.util.errors import ConfigError
 
@@ -113,7 +113,7 @@ class SegmentConfig(TensorBoard, RunFolder, OnDevice):
 
 
 @dataclass
-class FeaturesConfig(TensorBoard, RunFolder):
+class FeaturesConfig(TensorBoard, RunFolder, Threads):
     """Classify images with hand-made features and a classic learner (``visionlab features``)."""
 
     TASK, RUN_NAME = "features", "DATA-EXTRACTOR-CLASSIFIER, or DATA-compare"

@@ -21,11 +21,18 @@ def option(default: Any, help: str, *, choices: tuple | None = None, positional:
 # command (what the seed seeds, how often to checkpoint) are functions that make the field.
 
 @dataclass(kw_only=True)
-class OnDevice:
+class Threads:
+    """How many CPU threads a command computes with (``visionlab features``: on the CPU only)."""
+
+    threads: int | None = option(None, "CPU threads for PyTorch, NumPy / scikit-learn's BLAS and OpenCV (default: "
+                                 "their own choice)")
+
+
+@dataclass(kw_only=True)
+class OnDevice(Threads):
     """Where a command computes."""
 
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    threads: int | None = option(None, "CPU threads for PyTorch (default: PyTorch's choice)")
 
 
 def quiet() -> Any:
@@ -105,6 +112,13 @@ def check_shared(config) -> None:
         if choices and getattr(config, f.name) not in choices:
             raise ConfigError(f"{f.name} must be one of {', '.join(map(str, choices))}, got "
                               f"{getattr(config, f.name)!r}")
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` of a command made without a config ('visionlab evaluate', 'predict'), checked as in every config."""
+    if threads is not None:
+        positive("threads", threads)
+    return threads
 
 
 def positive(name: str, value) -> None:

@@ -57,7 +57,7 @@ from visionlab.opt import GanConfig
 from visionlab.trainer.base import make_run_dir, parameter_ema, prepare, run_training
 from visionlab.trainer.gan_monitor import GanMonitor
 from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
-                                          grid_labels, image_grid, parse_labels, to_model, to_unit)
+                                          grid_labels, image_grid, labelled_grid, parse_labels, to_model, to_unit)
 from visionlab.trainer.reference import judge_drawing
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.distributed import Dist
@@ -256,7 +256,8 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
         else:
             labels, z = None, self.fixed_z[:64]
         x = generate(self.eval_generator, len(z), labels=labels, noise=z, device=self.device)
-        save_image(path, image_grid(to_unit(x)))
+        save_image(path, image_grid(to_unit(x)) if labels is None else
+                   labelled_grid(to_unit(x), labels, self.data.class_names))
         return path
 
     # ---------------------------------------------------------------- state and outputs

@@ -40,11 +40,13 @@ from tqdm.auto import tqdm
 
 from visionlab.util.version import __version__
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, save_state
+from visionlab.util.device import set_threads
 from visionlab.util.distributed import Dist
 from visionlab.util.distributed import setup as setup_distributed
 from visionlab.util.errors import DataError, Terminated, TrainingError
 from visionlab.util.failures import check_run_writable, explain, note_signal
 from visionlab.util.io import append_jsonl, new_run_dir, read_jsonl, write_json, write_text, write_yaml
+from visionlab.trainer.extend import extend_run
 from visionlab.trainer.tensorboard import Board, open_board
 from visionlab.util.seed import rng_state, seed_everything, set_rng_state
 
@@ -123,8 +125,7 @@ def prepare(config) -> tuple[Dist, torch.device]:
     """What every trainer's build does first: check the config, set the CPU threads, join torchrun's process group
     (if there is one) and pick the device, then seed every generator."""
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    set_threads(config.threads)
     dist, device = setup_distributed(config.device)
     seed_everything(config.seed)
     return dist, device
@@ -162,6 +163,7 @@ class Trainer:
         self.stop_signal: str | None = None  # the signal that asked for the stop, for the summary
         self.say_duration = True  # a long run says how long it will take after a few steps (unless said before)
         self.board = Board()  # TensorBoard: off until train() opens it (rank 0, tensorboard installed, not refused)
+        self.extended: dict | None = None  # a resumed run given a new total (trainer/extend.py)
 
     # ------------------------------------------------------------------ what a task writes
     def train_step(self, step: int) -> dict[str, float]:
@@ -358,7 +360,7 @@ class Trainer:
         metrics = self.dist.broadcast(self.finish(status) if self.dist.is_main else None)  # every rank returns them
         summary = {"task": self.task, "status": status, "run_dir": str(self.run_dir), "step": self.step,
                    "total_steps": self.total_steps, "train_seconds": self.train_seconds, "metrics": metrics,
-                   "version": __version__}
+                   "version": __version__, **({"extended": self.extended} if self.extended else {})}
         if status == "interrupted":
             summary["signal"] = self.stop_signal  # SIGINT (Ctrl-C), SIGTERM (a time limit, kill) or None (a request)
         if self.dist.is_main:
@@ -435,9 +437,10 @@ def run_training(build: Callable[..., Trainer], config, *, resume: tuple[dict, P
                  callbacks=()) -> dict:
     """Every task's ``train`` entry point: build its trainer with ``build(config, run_dir=...)``, add ``callbacks``
     (called after every step), continue from ``resume`` = (checkpoint state, run folder) exactly if given, train;
-    returns the summary."""
+    returns the summary (with ``extended`` when a resumed run was given a new total)."""
     trainer = build(config, run_dir=resume[1] if resume else None)
     trainer.callbacks.extend(callbacks)
     if resume:
         trainer.resume(resume[0])
+        trainer.extended = extend_run(trainer, resume[0])  # --resume with more --steps / --epochs
     return trainer.train()

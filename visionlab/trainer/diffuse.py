@@ -46,7 +46,7 @@ from visionlab.models.samplers import guided
 from visionlab.opt import DiffuseConfig
 from visionlab.trainer.base import bf16_autocast, lr_lambda, make_run_dir, parameter_ema, prepare, run_training
 from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
-                                          grid_labels, image_grid, parse_labels, to_model, to_unit)
+                                          grid_labels, image_grid, labelled_grid, parse_labels, to_model, to_unit)
 from visionlab.trainer.reference import judge_drawing
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.distributed import Dist
@@ -257,7 +257,8 @@ class DiffuseTrainer(GenerativeTrainer):
                          (n, *self.data.sample_shape), labels=labels, sampler="ddim", steps=self.config.sample_steps,
                          generator=torch.Generator().manual_seed(self.config.seed), device=self.device)
         model.train(was_training)
-        save_image(path, image_grid(to_unit(x)))
+        save_image(path, image_grid(to_unit(x)) if labels is None else
+                   labelled_grid(to_unit(x), labels, self.data.class_names))
         return path
 
     # ---------------------------------------------------------------- state and outputs

@@ -62,9 +62,12 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     started = (folder / "cells.jsonl").is_file() or any(folder.rglob("checkpoint.pt"))
     if (folder / "experiment.yaml").is_file() and started:
         earlier = read_yaml(folder / "experiment.yaml")
-        if earlier.get("options") != options or earlier.get("cells") != record["cells"]:
+        # More cells with the same options (an image of a folder fit that was skipped, then mended): the table grows.
+        if earlier.get("options") != options or not set(earlier.get("cells") or ()) <= set(record["cells"]):
             raise ConfigError(f"{folder} holds experiment {name} with other options ({earlier.get('options')}); "
                               f"rerun with the same options to continue it, or pass --name NEW for a new table")
+        if earlier.get("cells") != record["cells"]:
+            write_yaml(folder / "experiment.yaml", record)
     else:
         write_yaml(folder / "experiment.yaml", record)
     done = {r["key"]: r for r in read_jsonl(folder / "cells.jsonl")} if (folder / "cells.jsonl").is_file() else {}
@@ -89,7 +92,7 @@ def run_experiment(name: str, cells: list[Cell], *, out: str | Path, table: dict
     if table["kind"] == "fit":
         summary = fit_table(rows, columns=table["columns"], reference=table.get("reference"))
     elif table["kind"] == "items":
-        summary = items_table(rows)
+        summary = items_table(rows, skipped=table.get("skipped") or {})
     else:
         summary = classify_table(rows)
     write_json(folder / "table.json", summary)
@@ -159,8 +162,9 @@ def fit_table(rows: list[dict], *, columns: list[int], reference: dict | None = 
     return {"kind": "fit", "columns": columns, "rows": table, "markdown": markdown}
 
 
-def items_table(rows: list[dict]) -> dict:
-    """One fit per row (e.g. each image of a folder): final PSNR, SSIM and training seconds, then their mean."""
+def items_table(rows: list[dict], *, skipped: dict[str, str] | None = None) -> dict:
+    """One fit per row (e.g. each image of a folder): final PSNR, SSIM and training seconds, then the rows
+    ``skipped`` (name -> why: an unreadable image), then the mean of the fitted ones."""
     table = [{"row": r["row"], "psnr": r["metrics"]["psnr"], "ssim": r["metrics"].get("ssim"),
               "seconds": r["metrics"]["wall_seconds"], "run_dir": r["run_dir"]} for r in rows]
     ssims = [e["ssim"] for e in table if e["ssim"] is not None]
@@ -169,8 +173,10 @@ def items_table(rows: list[dict]) -> dict:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     lines = ["| signal | PSNR (dB) | SSIM | time (s) |", "|---|---|---|---|"]
     lines += [f"| {e['row']} | {e['psnr']:.2f} | {fmt(e['ssim'])} | {e['seconds']:.1f} |" for e in table]
+    lines += [f"| {row} | skipped: {why.replace('|', '/')} | - | - |" for row, why in (skipped or {}).items()]
     lines.append(f"| **mean of {len(table)}** | {mean['psnr']:.2f} | {fmt(mean['ssim'])} | {mean['seconds']:.1f} |")
-    return {"kind": "items", "rows": table, "mean": mean, "markdown": "\n".join(lines) + "\n"}
+    return {"kind": "items", "rows": table, "skipped": dict(skipped or {}), "mean": mean,
+            "markdown": "\n".join(lines) + "\n"}
 
 
 def _at_step(history: list[dict], step: int) -> dict:

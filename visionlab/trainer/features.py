@@ -24,6 +24,7 @@ from visionlab.data.images import parse_size
 from visionlab.models.classic import CLASSIFIERS, build_pipeline, load_pipeline, save_pipeline, saved_metadata
 from visionlab.opt import FeaturesConfig
 from visionlab.trainer.tensorboard import open_board
+from visionlab.util.device import set_threads
 from visionlab.util.errors import DataError
 from visionlab.util.io import new_run_dir, slug, write_json, write_text, write_yaml
 from visionlab.util.plots import confusion_figure, overlay_figure
@@ -78,6 +79,7 @@ def feature_panels(extractor, dataset: ImageDataset, count: int = 4) -> list[dic
 def run_features(config: FeaturesConfig) -> dict:
     """Run the features task (or, with ``compare``, every extractor with both classifiers); returns the summary."""
     config.validate()
+    set_threads(config.threads)
     dataset = load_dataset(config.data, image_size=_size_pair(config.image_size))
     train, test = dataset.split(test_size=config.test_size, seed=config.seed)
     run_dir = new_run_dir(config.out, "features", run_name(config))
@@ -121,6 +123,7 @@ def run_name(config: FeaturesConfig) -> str:
 def predict_named(config: FeaturesConfig, files: list[str]) -> list[dict]:
     """:func:`predict_files` with the run these options name: OUT/features/NAME (the first run of that name)."""
     config.validate()
+    set_threads(config.threads)
     return predict_files(Path(config.out) / "features" / slug(run_name(config)), files)
 
 

@@ -161,7 +161,9 @@ class FitTrainer(Trainer):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
+            gamma = self.scheduler.gamma  # this config's decay: --steps may have grown (trainer/extend.py)
             self.scheduler.load_state_dict(state["scheduler"])
+            self.scheduler.gamma = gamma
         self.sampler.load_state_dict(state["sampler"])
         self.pixels_trained = int(state["pixels_trained"])
 

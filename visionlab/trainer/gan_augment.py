@@ -20,7 +20,7 @@ from visionlab.models.cnn import CNNConfig, SmallCNN
 from visionlab.opt import GanConfig
 from visionlab.trainer.adversarial import TASK, build_adversarial, generate
 from visionlab.trainer.generative import generative_data, to_unit
-from visionlab.util.device import pick_device
+from visionlab.util.device import pick_device, set_threads
 from visionlab.util.errors import ConfigError
 from visionlab.util.io import append_jsonl, read_json, read_jsonl, slug, to_jsonable, write_json, write_text
 
@@ -88,8 +88,7 @@ def gan_augment(*, settings: dict, fractions: tuple[float, ...] | None = None, s
     every fraction and seed, and write one table of test accuracy (mean and standard deviation over the seeds) into
     ``OUT/experiment/NAME``. ``settings``: ``manager.GAN_AUGMENT``. Finished cells (``cells.jsonl``) are skipped when
     the same call is made again; an interrupted GAN is trained again from its start."""
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     torch_device = pick_device(device)
     fractions = tuple(fractions or settings["fractions"])
     seeds = tuple(seeds if seeds is not None else settings["seeds"])

@@ -4,7 +4,8 @@
   work on x = 2 p - 1 in [-1, 1] (:func:`to_model`), their outputs go back with p = (x + 1) / 2 (:func:`to_unit`).
 - **Labels.** A grid has one row per class (:func:`grid_labels`); ``visionlab sample`` reads the classes asked for
   as indices or names (:func:`parse_labels`).
-- **Pictures.** :func:`image_grid` lays out a batch with a white frame, enlarged so that 16 x 16 digits can be seen.
+- **Pictures.** :func:`image_grid` lays out a batch with a white frame, enlarged so that 16 x 16 digits can be seen;
+  :func:`labelled_grid` puts one class per row and writes the class names beside the rows.
 - **Runs.** :class:`GenerativeTrainer` draws a grid every ``sample_every`` steps and writes the part of
   ``model.json`` that describes the data; :func:`ema_weights` reads the average out of a checkpoint;
   :class:`GenerativeRun` and :class:`Drawing` are what a family hands to ``trainer/generative_runs.py``, which
@@ -26,6 +27,7 @@ from visionlab.data.classification import ClassificationData, classification_dat
 from visionlab.trainer.base import Trainer
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
+from visionlab.util.pictures import with_row_labels
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -75,6 +77,20 @@ def image_grid(images: torch.Tensor, *, columns: int = 8, pad: int = 1, min_size
     scale = max(1, math.ceil(min_size / grid.shape[-1]))
     grid = F.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
     return grid.permute(1, 2, 0)  # (H', W', C)
+
+
+def labelled_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], *, columns: int = 8,
+                  pad: int = 1, min_size: int = 256) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] of the classes ``labels`` (N,) -> one picture (H', W' + margin, C) with one
+    class per row (grouped in the order the classes first appear; a class with more than ``columns`` images takes
+    several rows) and each row's class name written in a margin on the left: which row is which class."""
+    order = list(dict.fromkeys(labels.tolist()))  # classes in order of first appearance
+    rows = [(k, chunk) for k in order for chunk in images[labels == k].split(columns)]
+    canvas = torch.ones(len(rows) * columns, *images.shape[1:])  # an empty place is white, like the frame
+    for i, (_, chunk) in enumerate(rows):
+        canvas[i * columns:i * columns + len(chunk)] = chunk.float().cpu()
+    grid = image_grid(canvas, columns=columns, pad=pad, min_size=min_size).numpy()  # (H', W', C)
+    return torch.from_numpy(with_row_labels(grid, [str(class_names[k]) for k, _ in rows]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import torch
 from visionlab.data.images import save_image
 from visionlab.data.video import load_npy
 from visionlab.trainer import adversarial, diffuse
-from visionlab.trainer.generative import Drawing, GenerativeRun, image_grid, run_data
+from visionlab.trainer.generative import Drawing, GenerativeRun, image_grid, labelled_grid, run_data
 from visionlab.trainer.reference import judge_drawing, judge_images
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state
 from visionlab.util.device import pick_device
@@ -99,7 +99,9 @@ def sample_run(run: str | Path, *, sampler: str = "ddim", steps: int | None = No
     np.save(files["images"], images.numpy().astype(np.float32))
     if drawing.labels is not None:
         np.save(files["labels"], drawing.labels.numpy())
-    save_image(files["grid"], image_grid(images[:256], columns=min(16, max(8, num // 8))))
+    columns = min(16, max(8, num // 8))
+    save_image(files["grid"], image_grid(images[:256], columns=columns) if drawing.labels is None else
+               labelled_grid(images[:256], drawing.labels[:256], list(loaded.info["class_names"]), columns=columns))
     return {**{k: None if v is None else str(v) for k, v in files.items()}, "num": num, **drawing.record,
             "seed": seed, "seconds": seconds, "model": loaded.info["model"], "run": str(loaded.folder)}
 

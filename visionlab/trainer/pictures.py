@@ -86,7 +86,7 @@ def patches_picture(image: str, out: str | Path, *, patch_size: int = 32, size: 
     """An image (file or built-in name, resized to ``size``) cut into P x P patches with their token index."""
     if patch_size < 1 or size % patch_size:
         raise ConfigError(f"--patch-size must divide --size ({size}), got {patch_size}")
-    pixels = load_image(image, size=size).values.numpy()  # (H, W, C) in [0, 1]
+    pixels = load_image(image, size=size, announce_upscale=True).values.numpy()  # (H, W, C) in [0, 1]
     path = patches_figure(out, pixels, patch_size, title=f"{Path(image).stem}: {(size // patch_size) ** 2} tokens")
     return {"picture": str(path), "tokens": (size // patch_size) ** 2}
 
@@ -152,7 +152,7 @@ def reverse_picture(run: str | Path, out: str | Path, *, num: int = 3, steps: in
 
 
 def _grey(image: str, size: int) -> np.ndarray:
-    pixels = load_image(image, size=size).values.numpy()  # (H, W, C) in [0, 1]
+    pixels = load_image(image, size=size, announce_upscale=True).values.numpy()  # (H, W, C) in [0, 1]
     return pixels.mean(-1)  # (H, W)
 
 

@@ -26,18 +26,14 @@ import torch.nn.functional as F
 from visionlab.components.metrics import segmentation_confusion, segmentation_scores
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
-from visionlab.models.unet import UNET_PRESETS, UNet, unet_config
+from visionlab.models.unet import UNet, unet_config
 from visionlab.opt import SegmentConfig
 from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, prepare,
                                     run_training, steps_per_epoch)
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
-from visionlab.util.errors import ConfigError
 from visionlab.util.io import write_json
 from visionlab.util.plots import curve_figure
-
-# CPU-sized sizes on top of models/unet.py's presets: (base preset, overrides).
-EXTRA_PRESETS = {"small": ("tiny", dict(base_channels=16, depth=3))}
 
 # Mask colours of the overlays: background transparent, then distinct colours.
 PALETTE = torch.tensor([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.2, 0.4, 1.0], [1.0, 0.9, 0.1],
@@ -45,14 +41,9 @@ PALETTE = torch.tensor([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.2, 0.4, 
 
 
 def build_unet(config: SegmentConfig, in_channels: int, num_classes: int) -> UNet:
-    """The U-Net of the preset (models/unet.py, or ``small``) for the data's channels and classes."""
-    base, overrides = EXTRA_PRESETS.get(config.preset, (config.preset, {}))
-    if base not in UNET_PRESETS:
-        raise ConfigError(f"unknown U-Net preset {config.preset!r}; choose from "
-                          f"{', '.join([*EXTRA_PRESETS, *UNET_PRESETS])}")
+    """The U-Net of the preset (models/unet.py) for the data's channels and classes."""
     sizes = {k: getattr(config, k) for k in ("base_channels", "depth") if getattr(config, k) is not None}
-    return UNet(config=unet_config(base, **{**overrides, **sizes, "in_channels": in_channels,
-                                            "num_classes": num_classes}))
+    return UNet(config=unet_config(config.preset, **sizes, in_channels=in_channels, num_classes=num_classes))
 
 
 def model_input(x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from visionlab.util.errors import ConfigError
 
@@ -31,3 +32,15 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"device {name!r} asked for, but MPS is not available here (use --device auto or cpu)")
     return device
+
+
+def set_threads(threads: int | None) -> None:
+    """Use at most ``threads`` CPU threads (None: leave the libraries' own choice): PyTorch's, the BLAS / OpenMP pools
+    that NumPy and scikit-learn compute in, and OpenCV's (SIFT, SURF, HOG of ``visionlab features``)."""
+    if not threads:
+        return
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)  # for the life of the process, like torch.set_num_threads
+    import cv2  # OpenCV loads in ~0.2 s and only SIFT / keypoint drawing need it
+
+    cv2.setNumThreads(threads)

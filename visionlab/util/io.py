@@ -1,7 +1,8 @@
 """Files of a run: atomic writes, JSON / YAML / JSON-lines, and the run folder ``runs/<task>/<name>/``.
 
 Every file is written atomically (to a temporary file in the same folder, flushed to disk, then renamed over the
-target), so that Ctrl-C or a crash never leaves a half-written checkpoint or summary behind.
+target), so that Ctrl-C or a crash never leaves a half-written checkpoint or summary behind; it gets the mode a plain
+``open()`` would give it (0666 less the process's umask), not the temporary file's 0600.
 """
 
 from __future__ import annotations
@@ -40,9 +41,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise
         with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it visible
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 -> what open() would have made
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back: the only portable way)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

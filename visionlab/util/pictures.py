@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from visionlab.util.plots import _save, _show, plt
 
@@ -162,3 +163,27 @@ def _tile(images: Sequence[np.ndarray], columns: int, pad: int = 1) -> np.ndarra
 
 def _save_small(fig, path: str | os.PathLike) -> Path:
     return _save(fig, path, dpi=DPI_SMALL)
+
+
+def with_row_labels(picture: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """A picture (H, W, C) in [0, 1] made of ``len(labels)`` equal rows (a sample grid) -> (H, W + margin, C) with
+    each row's label written in black, centred on its row, in a white margin on the left."""
+    height, width, channels = picture.shape
+    row = height / len(labels)
+    try:
+        font = ImageFont.load_default(size=max(10, min(24, int(row * 0.45))))
+    except TypeError:  # Pillow < 10.1: one small bitmap font
+        font = ImageFont.load_default()
+    sizes = [font.getbbox(text) for text in labels]  # (left, top, right, bottom)
+    gap = max(4, int(row * 0.2))
+    margin = max(right - left for left, _, right, _ in sizes) + 2 * gap
+    mode = "L" if channels == 1 else "RGB"
+    canvas = Image.new(mode, (margin + width, height), 255 if mode == "L" else (255, 255, 255))
+    pixels = np.round(np.clip(picture[:, :, :3] if channels >= 3 else picture[:, :, 0], 0, 1) * 255).astype(np.uint8)
+    canvas.paste(Image.fromarray(pixels, mode), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (text, (left, top, right, bottom)) in enumerate(zip(labels, sizes)):
+        y = (i + 0.5) * row - (top + bottom) / 2
+        draw.text((margin - gap - (right - left) - left, y), text, fill=0 if mode == "L" else (0, 0, 0), font=font)
+    out = np.asarray(canvas, dtype=np.float32) / 255.0
+    return out[:, :, None] if mode == "L" else out
