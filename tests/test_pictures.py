@@ -149,9 +149,10 @@ def test_gan_progress_one_frame_per_grid(tmp_path):
 
 @pytest.mark.parametrize("sampler", ["random", "evos"])
 def test_fit_records_the_selection_every_k_steps(sampler, tmp_path):
+    # chunk 256 of 1,024 pixels: the step runs in several chunks, and the record's full forward pass too
     summary = vl.fit_run("camera", size="32", model="siren", width=32, depth=1, steps=12, sampler=sampler,
-                         ratio=0.25, scheduler="linear", record_selection=4, eval_every=6, out=str(tmp_path),
-                         name="f", quiet=True)
+                         ratio=0.25, scheduler="linear", record_selection=4, eval_every=6, chunk=256,
+                         out=str(tmp_path), name="f", quiet=True)
     run = summary["run_dir"]
     result = vl.selection_masks(run, output=str(tmp_path / "sel.png"))
     assert result["steps"] == [0, 4, 8]

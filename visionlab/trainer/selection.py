@@ -76,17 +76,19 @@ def selection_picture(run: str | Path, out: str | Path | None = None, *, shown: 
     Returns their paths, the steps recorded and each frame's selected fraction and mean error."""
     run = Path(run)
     image, frames = read_selection(run)
-    vmax = float(np.quantile(frames[0]["error"], 0.99))  # the first frame's scale: later frames grow darker
+    # One log scale for all frames: from the last frame's small errors to the first frame's large ones.
+    vmax = float(np.quantile(frames[0]["error"], 0.99))
+    vmin = float(np.clip(np.quantile(frames[-1]["error"], 0.05), 1e-5, vmax / 100))
     captions = [f"step {f['step']}: {f['mask'].mean():.0%}" for f in frames]
     masks = [mask_overlay(image, f["mask"]) for f in frames]
-    errors = [error_colours(f["error"], vmax) for f in frames]
+    errors = [error_colours(f["error"], vmax, vmin=vmin) for f in frames]
     gif = write_gif(run / "selection.gif", masks, captions=captions)
     errors_gif = write_gif(run / "errors.gif", errors, captions=[f"step {f['step']}: |error|" for f in frames])
     picked = sorted(set(np.linspace(0, len(frames) - 1, min(shown, len(frames))).round().astype(int).tolist()))
     labels = [f"step {frames[k]['step']}: {frames[k]['mask'].mean():.0%}" for k in picked]
     path = strip_figure(out or run / "selection.png", [("selected", [masks[k] for k in picked]),
                                                        ("|error|", [errors[k] for k in picked])], labels,
-                        title=f"{run.name}: pixels trained on (yellow), |error| (log scale 0.001 .. {vmax:.2f})",
+                        title=f"{run.name}: pixels trained on (yellow), |error| (log scale {vmin:.1e} .. {vmax:.2f})",
                         panel=1.4)
     return {"picture": str(path), "gif": str(gif), "errors_gif": str(errors_gif),
             "steps": [f["step"] for f in frames], "fractions": [float(f["mask"].mean()) for f in frames],

@@ -129,8 +129,8 @@ def strip_figure(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[np.
         axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=8)
     for ax in axes[0]:
         ax.title.set_fontsize(8)
-    if title:  # above the column labels, however few rows (the tight bounding box makes room)
-        fig.suptitle(title, fontsize=9, y=1 + 0.2 / fig.get_figheight())
+    if title:  # just above the column labels (0.3 inches over the top row), however few or many rows
+        fig.suptitle(title, fontsize=9, y=axes[0, 0].get_position().y1 + 0.3 / fig.get_figheight(), va="bottom")
     return _save_small(fig, path)
 
 
@@ -189,8 +189,9 @@ def video_attention_figure(path: str | os.PathLike, frames: np.ndarray, heads: n
             ax.set_xticks(range(n_t))
             ax.tick_params(labelsize=6)
             ax.set_yticks([0, 1] if c == 1 else [])
-    if title:
-        fig.suptitle(title, fontsize=9)
+            ax.set_xlabel("time index", fontsize=6, labelpad=1)
+    if title:  # just above the column labels
+        fig.suptitle(title, fontsize=9, y=axes[0, 0].get_position().y1 + 0.3 / fig.get_figheight(), va="bottom")
     return _save_small(fig, path)
 
 
