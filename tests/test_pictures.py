@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 import visionlab as vl
 from visionlab.cli import main
@@ -174,3 +175,18 @@ def test_record_selection_is_refused_for_sound_and_negative(tmp_path):
         vl.fit("camera", record_selection=-1, out=str(tmp_path), quiet=True)
     with pytest.raises(DataError):
         vl.fit("chirp", seconds=0.05, steps=2, record_selection=1, out=str(tmp_path), quiet=True)
+
+
+def test_recording_leaves_the_fit_unchanged_and_survives_a_resume(tmp_path):
+    options = dict(size="32", model="siren", width=32, depth=1, steps=12, sampler="evos", ratio=0.25,
+                   scheduler="step", checkpoint_every=4, eval_every=4, out=str(tmp_path), quiet=True)
+    plain = vl.fit_run("camera", name="plain", **options)
+    stopped = vl.fit_run("camera", name="rec", record_selection=2, callbacks=[lambda t: t.step == 6 and
+                                                                            t.request_stop()], **options)
+    assert stopped["status"] == "interrupted"
+    resumed = vl.fit_run(resume=stopped["run_dir"], quiet=True)
+    a = load_file(f"{plain['run_dir']}/model.safetensors")
+    b = load_file(f"{resumed['run_dir']}/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the records read the network, they do not change the fit
+    assert vl.selection_masks(resumed["run_dir"])["steps"] == [0, 2, 4, 6, 8, 10]
+    assert Image.open(f"{resumed['run_dir']}/selection.gif").n_frames == 6
