@@ -122,8 +122,9 @@ display(Image(filename=f"{runs['EVOS r = 0.5']['run_dir']}/comparison.png", widt
 # `record_selection=20` (`visionlab fit IMAGE --record-selection 20`) kept every 20th step's selection and error map;
 # `vl.selection_masks` draws them: the pixels trained on in yellow, and $|f_\theta(x) - y|$ on one logarithmic scale
 # for all frames. Step 0 is an evaluation step (every pixel trained on: that pass measures every pixel's fitness);
-# then the fittest (largest-error) half is kept and the error falls where it was trained, while the uniform
-# mutations still visit the rest. The run folder also holds `selection.gif` and `errors.gif`, one frame per record.
+# after it, each step trains on $r = 0.5$ of the pixels: the fittest (largest-error) $r - m = 0.25$ kept, and
+# $m = r / 2 = 0.25$ drawn uniformly from the rest (the mutation), so every region is still visited. The run folder
+# also holds `selection.gif` and `errors.gif`, one frame per record.
 
 # %%
 result = vl.selection_masks(runs["EVOS r = 0.5"]["run_dir"], output=f"{OUT}/selection.png")
