@@ -175,6 +175,7 @@ def test_record_selection_is_refused_for_sound_and_negative(tmp_path):
         vl.fit("camera", record_selection=-1, out=str(tmp_path), quiet=True)
     with pytest.raises(DataError):
         vl.fit("chirp", seconds=0.05, steps=2, record_selection=1, out=str(tmp_path), quiet=True)
+    assert not (tmp_path / "fit").exists()  # refused before any run folder was made
 
 
 def test_recording_leaves_the_fit_unchanged_and_survives_a_resume(tmp_path):

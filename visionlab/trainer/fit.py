@@ -76,9 +76,7 @@ class FitTrainer(Trainer):
         if hasattr(model, "bind") and not sampler.wants_coordinate_grad and model.bind(self.coords):
             self.rows = torch.arange(self.coords.shape[0], device=device)  # (N,)
         self.recorder = None  # --record-selection K: every K-th step's mask and error map (trainer/selection.py)
-        if config.record_selection and dist.is_main:
-            if signal.kind != "image":
-                raise DataError(f"--record-selection draws masks over an image; {signal.source} is {signal.kind}")
+        if config.record_selection and dist.is_main:  # an image: build_fit has checked
             self.recorder = SelectionRecorder(every=config.record_selection, run_dir=run_dir, image=signal.values)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -280,6 +278,8 @@ def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
     """Everything a fit needs, from its config: image, transform, model, optimiser, selector and run folder."""
     dist, device = prepare(config)
     signal = load_fit_signal(config)
+    if config.record_selection and signal.kind != "image":  # before a run folder is made
+        raise DataError(f"--record-selection draws masks over an image; {signal.source} is {signal.kind}")
     if signal.kind in ("image", "video") and min(signal.shape[-2:]) < 11:  # (H, W) or (T, H, W)
         raise DataError(f"{signal.source}: {signal.shape[-2]}x{signal.shape[-1]} pixels, below the 11x11 window of "
                         f"SSIM; fit a larger image (or resize it with --size)")
