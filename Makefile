@@ -14,15 +14,15 @@ test: $(VENV)/.visionlab-test
 	$(BIN)/python -m pytest -q
 
 # The lessons (notebooks/NN_*.py, jupytext percent format) executed into notebooks/build/*.ipynb (git-ignored), with
-# their outputs and figures, then opened in JupyterLab.
+# their outputs and figures, then opened in JupyterLab. `jupyter execute` is nbclient's (the notebooks extra), which
+# tests/test_notebooks.py uses too; nbconvert is not needed.
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 
 notebooks: $(VENV)/.visionlab-notebooks
 	mkdir -p notebooks/build
 	cd notebooks && for f in $(notdir $(NOTEBOOKS)); do \
 		$(abspath $(BIN))/jupytext --to ipynb --output build/$${f%.py}.ipynb $$f && \
-		$(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
-			build/$${f%.py}.ipynb || exit 1; \
+		$(abspath $(BIN))/jupyter execute --inplace --timeout=600 build/$${f%.py}.ipynb || exit 1; \
 	done
 	$(BIN)/jupyter lab notebooks/build
 

@@ -29,7 +29,6 @@ import tempfile
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Image, display
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
@@ -93,6 +92,25 @@ for name, ax in zip(detectors, axes):
     ax.set(xlim=(0, 64), ylim=(64, 0))
     ax.axis("off")
 plt.show()
+
+# %% [markdown]
+# On a photograph the detectors have blobs to find. Each keypoint is drawn as a circle of its scale $\sigma$ with a
+# radius along its dominant orientation (the angle its descriptor is rotated to, which makes it rotation invariant):
+# `vl.keypoint_picture` (`visionlab show keypoints camera`), with the number each detector found.
+
+# %%
+result = vl.keypoint_picture("camera", output=f"{OUT}/keypoints.png")
+print(f"keypoints found: SIFT {result['counts']['sift']}, SURF {result['counts']['surf']}")
+display(Image(filename=result["picture"], width=640))
+
+# %% [markdown]
+# And HOG's cells on the same photograph (`vl.hog_picture`, `visionlab show hog camera`): the stars follow the edges
+# of the coat, the tripod and the skyline.
+
+# %%
+result = vl.hog_picture("camera", output=f"{OUT}/hog.png")
+print(f"HOG vector of the 128 x 128 image: {result['features']:,} values")
+display(Image(filename=result["picture"], width=520))
 
 # %% [markdown]
 # ## Keypoint vectors into SVM / KNN

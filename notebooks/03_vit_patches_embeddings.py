@@ -72,11 +72,21 @@ axes[0].set(xticks=[], yticks=[])
 plt.show()
 
 # %% [markdown]
+# The same cut on a photograph: `vl.patch_picture` (`visionlab show patches astronaut --patch-size 32`) resizes it to
+# 256 x 256, draws the $P = 32$ grid with each patch's token index (row-major, the order the patch embedding
+# flattens them in), and lays the patches out as the sequence the transformer reads.
+
+# %%
+result = vl.patch_picture("astronaut", patch_size=32, output=f"{OUT}/patches.png")
+print(f"{result['tokens']} tokens of 32 x 32 x 3 = {32 * 32 * 3:,} values each")
+display(Image(filename=result["picture"], width=640))
+
+# %% [markdown]
 # The tiny model that will be trained below, built directly: its `forward_features` gives the encoder's tokens
 # $(B, L, D)$ with $L = 16 + 1$.
 
 # %%
-options = dict(patch_size=P, dim=64, depth=4, num_heads=4, mlp_dim=128, pool="cls")
+options = {"patch_size": P, "dim": 64, "depth": 4, "num_heads": 4, "mlp_dim": 128, "pool": "cls"}
 model = ViT(config=vit_config("tiny", image_size=8, in_channels=1, num_classes=10, **options))
 tokens = model.forward_features(image.float())  # (B, L, D)
 print("tokens", tuple(tokens.shape), "| logits", tuple(model(image.float()).shape),
@@ -104,3 +114,27 @@ ax.plot([r["epoch"] + 1 for r in epochs], [r["accuracy"] for r in epochs], "o-")
 ax.set(xlabel="epoch", ylabel="test accuracy", title="ViT on 8 x 8 digits (P = 2, D = 64)", ylim=(0, 1))
 plt.show()
 display(Image(filename=f"{summary['run_dir']}/confusion.png", width=360))
+
+# %% [markdown]
+# ## Where the trained ViT looks
+# With `return_attention=True` each block hands back its maps $A = \operatorname{softmax}(QK^\top/\sqrt{d})$, of
+# shape $(B, h, L, L)$, rows summing to 1. `vl.attention_maps` draws the `[CLS]` row of each head of the last block
+# over test digit 3, and the **attention rollout** (Abnar & Zuidema 2020): per block
+# $\tilde A_l = \operatorname{norm}(\tfrac12 \bar A_l + \tfrac12 I)$ (heads averaged, plus the residual),
+# multiplied through the blocks, $\tilde A = \tilde A_L \cdots \tilde A_1$.
+
+# %%
+result = vl.attention_maps(summary["run_dir"], index=3, output=f"{OUT}/attention.png")
+print(f"last block {tuple(result['last_block'].shape)}, rollout {tuple(result['rollout'].shape)}; rows sum to "
+      f"{result['rollout'].sum(-1).min():.4f} .. {result['rollout'].sum(-1).max():.4f}; true {result['true']}, "
+      f"predicted {result['predicted']}")
+display(Image(filename=result["picture"], width=640))
+
+# %% [markdown]
+# The learned positional embeddings, compared by cosine similarity (the ViT paper's Fig. 7): tile $(r, c)$ shows how
+# similar position $(r, c)$'s embedding is to every other position's. After a few epochs on 16 positions the
+# pattern is faint; the paper's, after long training, shows rows and columns.
+
+# %%
+result = vl.position_similarity(summary["run_dir"], output=f"{OUT}/positions.png")
+display(Image(filename=result["picture"], width=420))

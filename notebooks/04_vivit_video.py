@@ -53,6 +53,16 @@ print(vl.shapes("vivit", preset="B", image_size=224, frames=16, tubelet=(2, 16, 
 print(vl.shapes("vivit", preset="B", image_size=224, frames=16, tubelet=(2, 16, 16), vivit_model=2))
 
 # %% [markdown]
+# `vl.tubelet_picture` (`visionlab show tubelets moving-digits`) draws one clip of 4 frames of 32 x 32 cut into
+# tubelets of $t \times h \times w = 2 \times 8 \times 8$: each group of 2 frames shares one grid of tokens,
+# numbered in the order the embedding flattens them (time, then rows, then columns).
+
+# %%
+result = vl.tubelet_picture("moving-digits", tubelet=(2, 8, 8), frames=4, output=f"{OUT}/tubelets.png")
+print(f"{result['tokens']} tubelet tokens = (4 / 2) * (32 / 8) * (32 / 8)")
+display(Image(filename=result["picture"], width=360))
+
+# %% [markdown]
 # ## Moving digits: a label that needs time
 # Each built-in clip shows a digit moving in one of 8 directions on a wrapping canvas; the label is the direction,
 # which no single frame can tell.
@@ -93,3 +103,16 @@ ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1), title="direction of 
 ax.legend()
 plt.show()
 display(Image(filename=f"{summary['run_dir']}/confusion.png", width=360))
+
+# %% [markdown]
+# ## Where the factorised encoder looks
+# `vl.attention_maps` on a ViViT run (model 2): one row per time index (its first frame), the spatial `[CLS]`'s
+# attention to that index's 16 patches in each head of the last spatial block and rolled out through the spatial
+# blocks; the last row is the temporal `[CLS]`'s attention to the 4 time indices (each head, then the rollout, whose
+# remaining weight stays on the `[CLS]` itself through the residual).
+
+# %%
+result = vl.attention_maps(summary["run_dir"], index=3, output=f"{OUT}/vivit-attention.png")
+print(f"spatial maps {tuple(result['spatial_last'].shape)} (time indices, heads, 1 + 16, 1 + 16), temporal "
+      f"{tuple(result['temporal_last'].shape)}; true {result['true']}, predicted {result['predicted']}")
+display(Image(filename=result["picture"], width=420))

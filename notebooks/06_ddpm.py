@@ -32,25 +32,15 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Image, display
 
 import visionlab as vl
 from visionlab.data.datasets import digits
 from visionlab.models.diffusion import GaussianDiffusion
+from visionlab.trainer.generative import image_grid
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson06-")  # runs go to a temporary folder, not into the repository
-
-
-def tile(images, cols, pad=1):
-    """(N, H, W) -> one image, `cols` samples a row, with a `pad`-pixel gap between samples (NaN: drawn in the
-    background colour, so adjacent digits do not touch)."""
-    n, h, w = images.shape
-    rows = -(-n // cols)
-    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image
-    return out
 
 
 # %% [markdown]
@@ -70,6 +60,17 @@ for ax, t in zip(axes, steps):
     ax.set_title(f"t = {t}\n$\\bar\\alpha_t$ = {diffusion.alphas_cumprod[t]:.3f}", fontsize=9)
     ax.axis("off")
 plt.show()
+
+# %% [markdown]
+# The same process drawn by `vl.forward_process` (`visionlab show forward digits --show 8`) on a test digit at
+# 16 x 16, with one fixed $\varepsilon$ and $t$ spaced quadratically (the image is lost early under the linear
+# schedule); the printed distances $\lVert x_t - x_0 \rVert$ grow with $t$.
+
+# %%
+result = vl.forward_process("digits", show=8, output=f"{OUT}/forward.png")
+print("t:", result["timesteps"])
+print("||x_t - x_0||:", [round(d, 1) for d in result["distance"]])
+display(Image(filename=result["picture"], width=640))
 
 # %% [markdown]
 # How fast the signal fades: $\sqrt{\bar\alpha_t}$ (the image's share) against $\sqrt{1-\bar\alpha_t}$ (the
@@ -111,8 +112,21 @@ fig = plt.figure(figsize=(10, 3.4))
 ax = fig.add_subplot(1, 3, 1)
 ax.plot([r["step"] for r in log], [r["test_loss"] for r in log], "o-")
 ax.set(xlabel="step", ylabel="$L_{simple}$ on a test batch", title="training")
-grid = tile(images[:, 0], cols=10)  # 3 rows of the 10 classes, a gap between samples
+grid = image_grid(torch.from_numpy(images), columns=10)  # (H', W', C): 3 rows of the 10 classes, framed in white
 ax = fig.add_subplot(1, 3, (2, 3))
-ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1)
 ax.set(title=f"DDIM samples, asked for 0..9 in each row ({samples['seconds']:.2f} s)", xticks=[], yticks=[])
 plt.show()
+
+# %% [markdown]
+# ## The reverse trajectory
+# `vl.reverse_trajectory` (`visionlab show reverse RUN`) follows 3 samples of this run from $x_T$ (pure noise) to
+# $x_0$ with DDIM's 20 jumps: per sample, a row of $x_t$ at 6 of the steps and, under it, the model's prediction of
+# the clean image at that step, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)) /
+# \sqrt{\bar\alpha_t}$. After so short a run the $\hat x_0$ are blurs; the README shows the same picture for a
+# run of 3,000 steps, where digits emerge.
+
+# %%
+result = vl.reverse_trajectory(summary["run_dir"], num=3, steps=20, output=f"{OUT}/reverse.png")
+print("shown:", result["timesteps"])
+display(Image(filename=result["picture"], width=640))

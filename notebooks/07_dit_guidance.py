@@ -38,21 +38,10 @@ import torch
 
 import visionlab as vl
 from visionlab.models.dit import DiT, dit_config
+from visionlab.trainer.generative import image_grid
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # runs are quiet: no progress widgets needed
 OUT = tempfile.mkdtemp(prefix="visionlab-lesson07-")  # runs go to a temporary folder, not into the repository
-
-
-def tile(images, cols, pad=1):
-    """(N, H, W) -> one image, `cols` samples a row, with a `pad`-pixel gap between samples (NaN: drawn in the
-    background colour, so adjacent digits do not touch)."""
-    n, h, w = images.shape
-    rows = -(-n // cols)
-    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image
-    return out
 
 
 # %% [markdown]
@@ -90,10 +79,12 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3))
 for ax, scale in zip(axes, (1.0, 4.0)):
     result = vl.sample(summary["run_dir"], sampler="ddim", steps=20, num=30, labels=labels, guidance=scale, seed=0,
                        quiet=True)
-    images = np.load(result["images"])[:, 0]  # (N, H, W) in [0, 1]
-    grid = tile(images, cols=10)  # 3 rows x 10 classes, a gap between samples
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-    ax.set(title=f"guidance s = {scale:g}", xticks=np.arange(10) * 9 + 3.5, xticklabels=list(range(10)), yticks=[])
+    images = torch.from_numpy(np.load(result["images"]))  # (N, C, H, W) in [0, 1]
+    grid = image_grid(images, columns=10)  # (H', W', C): 3 rows x 10 classes, framed in white
+    ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1)
+    width = grid.shape[1] / 10  # one framed, enlarged sample
+    ax.set(title=f"guidance s = {scale:g}", xticks=np.arange(10) * width + width / 2, xticklabels=list(range(10)),
+           yticks=[])
 plt.show()
 
 # %% [markdown]

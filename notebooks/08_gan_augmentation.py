@@ -67,12 +67,22 @@ np.savez(f"{OUT}/small.npz", images=np.concatenate([big(x_small), big(x_test)]),
 
 # %%
 STEPS = 120  # seconds, not minutes: rough blobs, barely digits, not the recipe's
-summary = vl.gan(f"{OUT}/small.npz", conditional=True, steps=STEPS, batch_size=64, ema=0.9, sample_every=0,
+summary = vl.gan(f"{OUT}/small.npz", conditional=True, steps=STEPS, batch_size=64, ema=0.9, sample_every=30,
                  eval_every=40, out=OUT, quiet=True)
 m = summary["metrics"]
 print(f"{m['steps']} steps in {m['train_seconds']:.1f} s; D's accuracy {m['d_accuracy']:.2f}, sample diversity "
       f"{m['diversity']:.2f}; warnings: {m['warnings'] or 'none'}")
 display(Image(filename=f"{summary['run_dir']}/samples.png", width=420))  # one row per class, fixed noise
+
+# %% [markdown]
+# The same fixed noise along training (`sample_every=30`: a grid every 30 steps, and the last one):
+# `vl.gan_progress` (`visionlab show gan-progress RUN`) puts the first two noises of each class row side by side
+# per grid, so each row reads 0 1 ... 9 twice; the run folder's `samples.gif` animates the whole grids.
+
+# %%
+result = vl.gan_progress(summary["run_dir"], output=f"{OUT}/progress.png")
+print("grids at steps", result["steps"])
+display(Image(filename=result["picture"], width=520))
 
 # %% [markdown]
 # ## Do GAN samples help a classifier?

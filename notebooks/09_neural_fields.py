@@ -80,10 +80,12 @@ plt.show()
 # %%
 STEPS = 120  # a very short fit: enough to see the curves separate, far from converged
 print(f"{STEPS} steps per fit")
-common = dict(size="64", model="siren", width=64, depth=3, steps=STEPS, eval_every=10, out=OUT, quiet=True)
+common = {"size": "64", "model": "siren", "width": 64, "depth": 3, "steps": STEPS, "eval_every": 10, "out": OUT,
+          "quiet": True}
 runs = {
     "full": vl.fit_run("rocket", sampler="full", name="full", **common),
-    "EVOS r = 0.5": vl.fit_run("rocket", sampler="evos", ratio=0.5, name="evos", **common),
+    # every 20th step's selection is recorded for the pictures below (its cost is left out of the training time)
+    "EVOS r = 0.5": vl.fit_run("rocket", sampler="evos", ratio=0.5, name="evos", record_selection=20, **common),
     "full + Sym-Power": vl.fit_run("rocket", sampler="full", transform="sympower", name="sympower", **common),
 }
 for name, run in runs.items():
@@ -114,6 +116,22 @@ plt.show()
 
 # %%
 display(Image(filename=f"{runs['EVOS r = 0.5']['run_dir']}/comparison.png", width=720))
+
+# %% [markdown]
+# ## Which pixels EVOS trains on
+# `record_selection=20` (`visionlab fit IMAGE --record-selection 20`) kept every 20th step's selection and error map;
+# `vl.selection_masks` draws them: the pixels trained on in yellow, and $|f_\theta(x) - y|$ on one logarithmic scale
+# for all frames. Step 0 is an evaluation step (every pixel trained on: that pass measures every pixel's fitness);
+# after it, each step trains on $r = 0.5$ of the pixels: the fittest (largest-error) $r - m = 0.25$ kept, and
+# $m = r / 2 = 0.25$ drawn uniformly from the rest (the mutation), so every region is still visited. The run folder
+# also holds `selection.gif` and `errors.gif`, one frame per record.
+
+# %%
+result = vl.selection_masks(runs["EVOS r = 0.5"]["run_dir"], output=f"{OUT}/selection.png")
+print("steps:", result["steps"])
+print("fraction trained on:", [round(f, 3) for f in result["fractions"]])
+print("mean |error|:", [round(e, 4) for e in result["mean_error"]])
+display(Image(filename=result["picture"], width=720))
 
 # %% [markdown]
 # The printed PSNRs and the curves are this short run's; on a small image and so few steps the gaps are smaller and

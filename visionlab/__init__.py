@@ -24,9 +24,10 @@ from visionlab.util.version import __version__
 # Public name -> the module that defines it.
 _PUBLIC = {
     **dict.fromkeys(("attention_maps", "diffuse", "evaluate", "evaluate_samples", "experiment", "features",
-                     "features_predict", "fit", "fit_run", "forward_process", "gan", "hog_picture",
-                     "keypoint_picture", "patch_picture", "position_similarity", "predict", "reverse_trajectory",
-                     "sample", "segment", "shapes", "show", "train", "tubelet_picture"), "visionlab.api"),
+                     "features_predict", "fit", "fit_run", "forward_process", "gan", "gan_progress",
+                     "hog_picture", "keypoint_picture", "patch_picture", "position_similarity", "predict",
+                     "reverse_trajectory", "sample", "segment", "selection_masks", "shapes", "show", "train",
+                     "tubelet_picture"), "visionlab.api"),
     **dict.fromkeys(("psnr", "ssim"), "visionlab.components.metrics"),
     **dict.fromkeys(("SAMPLERS", "EvosSampler", "build_sampler"), "visionlab.components.sampling"),
     **dict.fromkeys(("TRANSFORMS", "make_transform"), "visionlab.components.transforms"),

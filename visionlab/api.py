@@ -13,7 +13,7 @@ from pathlib import Path
 
 from visionlab.data.datasets import image_files
 from visionlab.manager import GAN_AUGMENT, build_config, experiment_plan
-from visionlab.opt import (PICTURES, ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig,
+from visionlab.opt import (ClassifyConfig, DiffuseConfig, EvaluateSamplesConfig, ExperimentConfig,
                            FeaturesConfig, FitConfig, GanConfig, SampleConfig, SegmentConfig, ShapesConfig, ShowConfig,
                            parse_shard)
 from visionlab.opt.fields import check_threads
@@ -219,8 +219,9 @@ def evaluate_samples(run: str | Path, **options) -> dict:
 
 def show(kind: str = "patches", source: str | Path | None = None, **options) -> dict:
     """Draw one picture of an idea at work (``visionlab show KIND SOURCE``) and return ``{"picture": path, ...}``
-    with the numbers drawn. ``kind``: attention, positions (a ViT run), patches (an image), tubelets (a clip data
-    set), forward (an image data set), reverse (a diffusion run); ``options``: the fields of
+    with the numbers drawn. ``kind``: attention (a ViT or ViViT run), positions (a ViT run), patches, keypoints, hog
+    (an image), tubelets (a clip data set), forward (an image data set), reverse (a diffusion run), gan-progress (a
+    GAN run), selection (a fit run with ``record_selection``); ``options``: the fields of
     :class:`visionlab.opt.ShowConfig`.
 
     >>> vl.show("patches", "astronaut", patch_size=32)["picture"]  # doctest: +SKIP
@@ -272,6 +273,18 @@ def keypoint_picture(image: str = "camera", **options) -> dict:
 def hog_picture(image: str = "camera", **options) -> dict:
     """An image's HOG cells: ``show("hog", image)``."""
     return show("hog", image, **options)
+
+
+def gan_progress(run: str | Path, **options) -> dict:
+    """A GAN run's grids from fixed noise along training, side by side, and ``samples.gif``:
+    ``show("gan-progress", run)``."""
+    return show("gan-progress", run, **options)
+
+
+def selection_masks(run: str | Path, **options) -> dict:
+    """The pixels a fit's selector trained on and its error map over training (a run of ``fit(...,
+    record_selection=K)``), as a strip, ``selection.gif`` and ``errors.gif``: ``show("selection", run)``."""
+    return show("selection", run, **options)
 
 
 # ------------------------------------------------------------------------------------------------ configs -> tasks
@@ -386,32 +399,9 @@ def _evaluate_samples(o: EvaluateSamplesConfig) -> dict:
                                             device=o.device, quiet=o.quiet)
 
 
-def _show(o: ShowConfig) -> dict:
-    o.validate()
-    set_threads(o.threads)
-    source = o.source or PICTURES[o.kind][1]
-    run_folder = o.kind in ("attention", "positions", "reverse")
-    out = o.output or str((Path(source) if run_folder else Path(".")) / f"show-{o.kind}.png")
-    device = "cpu" if o.device == "auto" else o.device  # one picture: the CPU is quick and always there
-    calls = {
-        "attention": lambda: pictures.attention_picture(source, out, index=o.index, device=device),
-        "positions": lambda: pictures.positions_picture(source, out, device=device),
-        "patches": lambda: pictures.patches_picture(source, out, patch_size=o.patch_size, size=o.size or 256),
-        "tubelets": lambda: pictures.tubelets_picture(source, out, tubelet=o.tubelet, frames=o.frames,
-                                                      size=o.size or 32, index=o.index),
-        "forward": lambda: pictures.forward_picture(source, out, timesteps=o.timesteps, schedule=o.schedule,
-                                                    show=o.show, index=o.index),
-        "reverse": lambda: pictures.reverse_picture(source, out, num=o.num, steps=o.steps, show=o.show,
-                                                    seed=o.seed, device=device),
-        "keypoints": lambda: pictures.keypoints_picture(source, out, size=o.size or 256),
-        "hog": lambda: pictures.hog_picture(source, out, size=o.size or 128),
-    }
-    return calls[o.kind]()
-
-
 # config class -> (task name in its checkpoints, the function that trains it); and the commands that do not train.
 TRAINERS = {FitConfig: ("fit", _fit), ClassifyConfig: ("classify", classify_task.train),
             DiffuseConfig: ("diffuse", diffuse_task.train), SegmentConfig: ("segment", segment_task.train),
             GanConfig: ("adversarial", adversarial_task.train)}
 COMMANDS = {FeaturesConfig: features_task.run_features, ExperimentConfig: _experiment, ShapesConfig: shapes_table,
-            SampleConfig: _sample, EvaluateSamplesConfig: _evaluate_samples, ShowConfig: _show}
+            SampleConfig: _sample, EvaluateSamplesConfig: _evaluate_samples, ShowConfig: pictures.show}

@@ -92,11 +92,11 @@ CONFIG_COMMANDS: dict[str, tuple[type, str, str]] = {
                          "often the recognised class is the one asked for. Writes evaluation-samples-*.json into the "
                          "run folder."),
     "show": (ShowConfig, "draw a picture of an idea at work: attention, positions, patches, tubelets, forward, "
-                         "reverse, keypoints, hog",
-             "Draw one picture from built-in data or a finished run: a ViT run's attention (each head of the last "
-             "block, attention rollout) or positional-embedding similarity; an image's patches or a clip's "
+                         "reverse, keypoints, hog, gan-progress, selection",
+             "Draw one picture from built-in data or a finished run: a ViT or ViViT run's attention (each head of "
+             "the last block, attention rollout) or positional-embedding similarity; an image's patches or a clip's "
              "tubelets with their token index; DDPM's forward process; a diffusion run's reverse trajectory; SIFT "
-             "and SURF keypoints; HOG cells. "
+             "and SURF keypoints; HOG cells; a GAN's samples along training; a fit's selected pixels. "
              "Example: visionlab show patches astronaut --patch-size 32 --output patches.png"),
 }
 
@@ -371,7 +371,8 @@ def report_evaluate_samples(m: dict) -> int:
 
 # The report of each command, and of each model family's config ('visionlab train').
 REPORTS = {"fit": report_fit, "features": report_features, "experiment": report_experiment, "shapes": report_shapes,
-           "sample": report_sample, "show": lambda result: print(f"picture: {result['picture']}") or 0,
+           "sample": report_sample,  # show: the picture, and the GIFs of gan-progress and selection
+           "show": lambda r: print("\n".join(f"{k}: {r[k]}" for k in ("picture", "gif", "errors_gif") if k in r)) or 0,
            "evaluate-samples": report_evaluate_samples, ClassifyConfig: report_classify,
            SegmentConfig: report_segment, DiffuseConfig: report_diffuse, GanConfig: report_gan}
 

@@ -110,6 +110,10 @@ class FitConfig(TensorBoard, RunFolder, OnDevice):
     seed: int = shared.seed("the weights and the sample selection")
     eval_every: int = shared.every(100, "evaluate PSNR / SSIM on the whole image")
     checkpoint_every: int = shared.checkpoint_every(500)
+    record_selection: int = option(0, "images: every this many steps, record the pixels the selector trains on and "
+                                   "the error map (RUN/selection/), drawn at the end as selection.gif, errors.gif "
+                                   "and selection.png (0: off; a record costs one forward pass over the image, left "
+                                   "out of the training time)")
 
     def validate(self) -> "FitConfig":
         """Raise ConfigError naming the first bad value; return self."""
@@ -123,6 +127,8 @@ class FitConfig(TensorBoard, RunFolder, OnDevice):
             raise ConfigError(f"hash table must be in [1, 30] (log2 of the entries), got {self.hash_table}")
         if self.cfs_steps is not None and self.cfs_steps < 0:
             raise ConfigError(f"cfs steps must be >= 0, got {self.cfs_steps}")
+        if self.record_selection < 0:
+            raise ConfigError(f"--record-selection must be >= 0 (0: off), got {self.record_selection}")
         check_shared(self)
         return self
 

@@ -9,7 +9,8 @@ from visionlab.util.errors import ConfigError
 
 # Each picture, what SOURCE is for it, and its default SOURCE (None: a run folder must be given).
 PICTURES: dict[str, tuple[str, str | None]] = {
-    "attention": ("a ViT run folder: each head of the last block and the attention rollout", None),
+    "attention": ("a ViT or ViViT run folder: each head of the last block and the attention rollout (ViViT: per "
+                  "time index, and the temporal [CLS])", None),
     "positions": ("a ViT run folder: cosine similarity of the learned positional embeddings (ViT Fig. 7)", None),
     "patches": ("an image file or built-in name, cut into P x P patches with their token index", "astronaut"),
     "tubelets": ("a clip data set (moving-digits), cut into t x h x w tubelets", "moving-digits"),
@@ -17,6 +18,8 @@ PICTURES: dict[str, tuple[str, str | None]] = {
     "reverse": ("a diffusion run folder: DDIM's reverse trajectory and predicted x0", None),
     "keypoints": ("an image file or built-in name: SIFT and SURF keypoints with scale and orientation", "camera"),
     "hog": ("an image file or built-in name: its HOG cells", "camera"),
+    "gan-progress": ("a GAN run folder: its grids from fixed noise along training (and samples.gif)", None),
+    "selection": ("a fit run folder (fit --record-selection K): the pixels trained on and the error map", None),
 }
 
 
@@ -38,7 +41,7 @@ class ShowConfig(OnDevice):
     schedule: str = option("linear", "forward: noise schedule", choices=("linear", "cosine"))
     num: int = option(3, "reverse: samples to follow")
     steps: int = option(20, "reverse: DDIM steps")
-    show: int = option(6, "forward, reverse: time steps shown")
+    show: int = option(6, "forward, reverse: time steps shown; selection: recorded steps shown")
     seed: int = seed("the reverse trajectory's noise")
 
     def validate(self) -> "ShowConfig":

@@ -33,9 +33,10 @@ the running sums of the log and the warnings given. A resumed run equals an unin
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (every ``eval_every`` steps: ``loss``, D's loss at that step;
 ``d_loss``, ``g_loss``, ``d_accuracy``, ``d_real``, ``d_fake`` (mean logits), ``gp``: means since the last line;
-``diversity``), ``checkpoint.pt``, ``samples/step-N.png``, ``samples.png``, ``loss.png``, ``model.safetensors`` (EMA
-generator), ``discriminator.safetensors``, ``model.json`` (what ``visionlab sample`` / ``evaluate-samples`` need),
-``metrics.json`` and ``summary.json``.
+``diversity``), ``checkpoint.pt``, ``samples/step-N.png``, ``samples.png``, ``samples.gif`` (those grids from fixed
+noise along training, one frame each), ``loss.png``, ``model.safetensors`` (EMA generator),
+``discriminator.safetensors``, ``model.json`` (what ``visionlab sample`` / ``evaluate-samples`` need), ``metrics.json``
+and ``summary.json``.
 
 What ``visionlab sample`` and ``evaluate-samples`` need of this family (``trainer/generative_runs.py``):
 :func:`open_run` loads a run (refusing the diffusion samplers' options), :func:`drawing` draws from it. The
@@ -57,7 +58,8 @@ from visionlab.opt import GanConfig
 from visionlab.trainer.base import make_run_dir, parameter_ema, prepare, run_training
 from visionlab.trainer.gan_monitor import GanMonitor
 from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
-                                          grid_labels, image_grid, labelled_grid, parse_labels, to_model, to_unit)
+                                          grid_labels, image_grid, labelled_grid, parse_labels, progress_gif, to_model,
+                                          to_unit)
 from visionlab.trainer.reference import judge_drawing
 from visionlab.util.checkpoint import CHECKPOINT_NAME, load_state, load_weights, save_weights
 from visionlab.util.distributed import Dist
@@ -291,6 +293,7 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
                      metadata={"task": self.task, "model": "discriminator"})
         write_json(self.run_dir / "model.json", info)
         self.picture("samples", self.sample_grid(self.run_dir / "samples.png"))
+        progress_gif(self.run_dir, step=self.step)  # the fixed noise's grids along training, one frame each
         if self.history:
             steps = [r["step"] for r in self.history]
             curve_figure(self.run_dir / "loss.png", {

@@ -21,6 +21,7 @@ middle frame) for a video.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
 from visionlab.opt import FitConfig
 from visionlab.trainer.base import LONG_RUN_SECONDS, Trainer, duration, make_run_dir, prepare, run_training
 from visionlab.trainer.fit_footprint import Footprint, check_footprint, large_image_note, measure, most_points
+from visionlab.trainer.selection import SelectionRecorder, selection_picture
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
 from visionlab.util.errors import DataError
@@ -74,6 +76,9 @@ class FitTrainer(Trainer):
         self.rows = None
         if hasattr(model, "bind") and not sampler.wants_coordinate_grad and model.bind(self.coords):
             self.rows = torch.arange(self.coords.shape[0], device=device)  # (N,)
+        self.recorder = None  # --record-selection K: every K-th step's mask and error map (trainer/selection.py)
+        if config.record_selection and dist.is_main:  # an image: build_fit has checked
+            self.recorder = SelectionRecorder(every=config.record_selection, run_dir=run_dir, image=signal.values)
 
     def train_step(self, step: int) -> dict[str, float]:
         # The selector's hooks, in order (visionlab.components.sampling): prepare, select, loss_weights, extra_loss,
@@ -82,6 +87,10 @@ class FitTrainer(Trainer):
         with autocast(self.device, self.precision):  # e.g. INT's no-grad profile of every pixel
             sampler.prepare(step, model=self.chunked, coords=self.coords)
         indices = sampler.select(step)
+        if self.recorder is not None and self.recorder.due(step):  # the choice, and the errors it was made against
+            start = time.perf_counter()  # the base trainer times the whole step: take the record back out of it
+            self.recorder.record(step, indices, self.reconstruct(), sampler.ratio_at(step))
+            self.train_seconds -= time.perf_counter() - start
         if indices is None:
             coords, target, rows = self.coords, self.target, self.rows
         else:
@@ -177,6 +186,8 @@ class FitTrainer(Trainer):
         title = f"{signal.name}: {config.model} + {config.sampler}, {self.step} steps, {quality}"
         self.write_reconstruction(recon, title)
         self.picture("comparison", self.run_dir / "comparison.png")
+        if self.recorder is not None:
+            self.picture("selection", selection_picture(self.run_dir)["picture"])
         curve_figure(self.run_dir / "psnr_curve.png",
                      {config.sampler: ([r["seconds"] for r in self.history], [r["psnr"] for r in self.history])},
                      xlabel="training time (s)", ylabel="PSNR (dB)", title=f"{signal.name}, {config.model}")
@@ -270,6 +281,8 @@ def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
     """Everything a fit needs, from its config: image, transform, model, optimiser, selector and run folder."""
     dist, device = prepare(config)
     signal = load_fit_signal(config)
+    if config.record_selection and signal.kind != "image":  # before a run folder is made
+        raise DataError(f"--record-selection draws masks over an image; {signal.source} is {signal.kind}")
     if signal.kind in ("image", "video") and min(signal.shape[-2:]) < 11:  # (H, W) or (T, H, W)
         raise DataError(f"{signal.source}: {signal.shape[-2]}x{signal.shape[-1]} pixels, below the 11x11 window of "
                         f"SSIM; fit a larger image (or resize it with --size)")

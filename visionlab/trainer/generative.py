@@ -6,6 +6,8 @@
   as indices or names (:func:`parse_labels`).
 - **Pictures.** :func:`image_grid` lays out a batch with a white frame, enlarged so that 16 x 16 digits can be seen;
   :func:`labelled_grid` puts one class per row and writes the class names beside the rows.
+  :func:`sample_progress` reads the grids a run drew from fixed noise along training, :func:`progress_gif` animates
+  them (``samples.gif``).
 - **Runs.** :class:`GenerativeTrainer` draws a grid every ``sample_every`` steps and writes the part of
   ``model.json`` that describes the data; :func:`ema_weights` reads the average out of a checkpoint;
   :class:`GenerativeRun` and :class:`Drawing` are what a family hands to ``trainer/generative_runs.py``, which
@@ -19,15 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from PIL import Image
 
 from visionlab.data.classification import ClassificationData, classification_data
 from visionlab.trainer.base import Trainer
 from visionlab.util.distributed import Dist
+from visionlab.util.io import read_json
 from visionlab.util.errors import DataError
 from visionlab.util.pictures import with_row_labels
+from visionlab.util.pictures import write_gif
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -91,6 +97,29 @@ def labelled_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[
         canvas[i * columns:i * columns + len(chunk)] = chunk.float().cpu()
     grid = image_grid(canvas, columns=columns, pad=pad, min_size=min_size).numpy()  # (H', W', C)
     return torch.from_numpy(with_row_labels(grid, [str(class_names[k]) for k, _ in rows]))
+def sample_progress(run: str | Path) -> list[tuple[int, np.ndarray]]:
+    """The grids a run drew from its fixed noise along training, in step order: ``[(step, (H', W', C) in [0, 1])]``,
+    from ``samples/step-N.png`` (every ``sample_every`` steps) and the final ``samples.png`` (at the run's last
+    step, from ``summary.json``)."""
+    run = Path(run)
+    files = [(int(f.stem.split("-")[1]), f) for f in sorted((run / "samples").glob("step-*.png"))]
+    if (run / "samples.png").is_file():
+        summary = read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
+        files.append((int(summary.get("step", files[-1][0] + 1 if files else 0)), run / "samples.png"))
+    if not files:
+        raise DataError(f"{run} has no sample grids (samples/step-*.png, samples.png): not a finished GAN or "
+                        f"diffusion run?")
+    return [(step, np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255) for step, f in files]
+
+
+def progress_gif(run: str | Path, *, step: int | None = None, duration: int = 600) -> Path:
+    """``RUN/samples.gif``: one frame per grid of :func:`sample_progress` (the last one labelled ``step``, the
+    run's final step, when the summary is not written yet), captioned with its step."""
+    frames = sample_progress(run)
+    if step is not None:
+        frames[-1] = (step, frames[-1][1])
+    return write_gif(Path(run) / "samples.gif", [f for _, f in frames], captions=[f"step {s}" for s, _ in frames],
+                     duration=duration)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

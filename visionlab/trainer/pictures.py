@@ -20,13 +20,17 @@ from visionlab.data.classification import classification_data
 from visionlab.data.images import load_image
 from visionlab.models.diffusion import GaussianDiffusion
 from visionlab.models.vit import ViT
+from visionlab.models.vivit import ViViT
+from visionlab.opt.show import PICTURES, ShowConfig
 from visionlab.trainer.classify import load_classifier, model_input, run_data
 from visionlab.trainer.diffuse import load_diffusion_run
-from visionlab.trainer.generative import generative_data, to_unit
+from visionlab.trainer.generative import generative_data, progress_gif, sample_progress, to_unit
+from visionlab.trainer.selection import selection_picture
+from visionlab.util.device import set_threads
 from visionlab.util.errors import ConfigError, DataError
 from visionlab.util.plots import overlay_figure
-from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, similarity_figure,
-                                     strip_figure, tubelets_figure)
+from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, progress_figure,
+                                     similarity_figure, strip_figure, tubelets_figure, video_attention_figure)
 
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
@@ -34,24 +38,27 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
     return rearrange(x.detach().cpu().float(), "c h w -> h w c").numpy()
 
 
-def _vit_run(run: str | Path, device: str) -> tuple[ViT, dict]:
+def _vit_run(run: str | Path, device: str, *, video: bool = False) -> tuple[ViT | ViViT, dict]:
     model, info = load_classifier(run, device=device)
-    if not isinstance(model, ViT):
-        raise DataError(f"{run} holds a {info['model']} model; attention and position pictures read a ViT run")
+    if not isinstance(model, (ViT, ViViT) if video else ViT):
+        raise DataError(f"{run} holds a {info['model']} model; this picture reads a ViT run"
+                        + (" or a ViViT run" if video else ""))
     return model, info
 
 
 @torch.no_grad()
 def attention_picture(run: str | Path, out: str | Path, *, index: int = 0, device: str = "cpu") -> dict:
     """[CLS]'s attention to every patch in each head of the last block, and the attention rollout through all the
-    blocks, for test image ``index`` of a ViT run (``pool="cls"``). Returns the picture, the maps (h, L, L) of the
-    last block and the rollout (L, L)."""
-    model, info = _vit_run(run, device)
+    blocks, for test image ``index`` of a ViT run (``pool="cls"``); a ViViT run: :func:`video_attention_picture`.
+    Returns the picture, the maps (h, L, L) of the last block and the rollout (L, L)."""
+    model, info = _vit_run(run, device, video=True)
     if model.num_prefix_tokens != 1:
         raise DataError(f"{run} pools the mean of its tokens (no [CLS]): there is no [CLS] attention to show")
     data, _ = run_data(Path(run), info)
     if not 0 <= index < len(data.test_x):
         raise ConfigError(f"--index must be in [0, {len(data.test_x)}), got {index}")
+    if isinstance(model, ViViT):
+        return video_attention_picture(model, info, data, run, out, index=index)
     x = data.test_x[index:index + 1]  # (1, C, H, W) in [0, 1]
     device_of = next(model.parameters()).device
     logits, maps = model(model_input(x).to(device_of), return_attention=True)  # maps: depth x (1, h, L, L)
@@ -65,6 +72,52 @@ def attention_picture(run: str | Path, out: str | Path, *, index: int = 0, devic
     path = attention_figure(out, _hwc(x[0]), heads.numpy(), rolled.numpy(),
                             title=f"{Path(run).name}: true {true}, predicted {predicted}")
     return {"picture": str(path), "last_block": last, "rollout": rollout, "predicted": predicted, "true": true}
+
+
+def video_attention_picture(model: ViViT, info: dict, data, run: str | Path, out: str | Path, *,
+                            index: int) -> dict:
+    """A ViViT run's attention for test clip ``index``, one row per time index (a group of t frames). Model 2
+    (factorised encoder): each time index's spatial [CLS] over its patches (each head of the last spatial block,
+    and the rollout through the spatial blocks), and the temporal [CLS] over the time indices. Models 1 and 4: the
+    one [CLS] over all n_t n tubelets, cut per time index. Model 3 has no token that attends across both (its
+    spatial and temporal steps attend within groups), so there is no one map to show.
+
+    Returns the picture and, model 2: ``spatial_last`` (n_t, h, 1 + n, 1 + n), ``spatial_rollout`` (n_t, 1 + n,
+    1 + n), ``temporal_last`` (h, 1 + n_t, 1 + n_t), ``temporal_rollout``; models 1 and 4: ``last_block`` (h, L, L)
+    and ``rollout`` (L, L), L = 1 + n_t n; every row sums to 1."""
+    if model.model == 3:
+        raise DataError(f"{run} is ViViT model 3 (factorised self-attention): no token attends over space and time "
+                        f"together, so there is no [CLS] map to show; models 1, 2 and 4 have one")
+    x = data.test_x[index:index + 1]  # (1, C, T, H, W) in [0, 1]
+    device_of = next(model.parameters()).device
+    logits, maps = model(model_input(x).to(device_of), return_attention=True)
+    n_t, gh, gw = model.patch_embed.grid_size(*x.shape[-3:])
+    t = x.shape[2] // n_t  # frames per tubelet
+    frames = rearrange(x[0, :, ::t], "c t h w -> t h w c").numpy()  # the first frame of each time index
+    result, temporal = {}, None
+    if model.model == 2:
+        spatial = [m.cpu() for m in maps["spatial"]]  # depth x (n_t, h, 1 + n, 1 + n): the time indices as a batch
+        rollout = attention_rollout(spatial)  # (n_t, 1 + n, 1 + n)
+        heads = rearrange(spatial[-1][:, :, 0, 1:], "t h (gh gw) -> t h gh gw", gh=gh)  # each [CLS]'s row
+        rolled = rearrange(rollout[:, 0, 1:], "t (gh gw) -> t gh gw", gh=gh)
+        result.update(spatial_last=spatial[-1], spatial_rollout=rollout)
+        if maps.get("temporal"):
+            temporal_maps = [m[0].cpu() for m in maps["temporal"]]  # depth x (h, 1 + n_t, 1 + n_t)
+            temporal_rollout = attention_rollout([m[None] for m in temporal_maps])[0]  # (1 + n_t, 1 + n_t)
+            temporal = (temporal_maps[-1][:, 0, 1:].numpy(), temporal_rollout[0, 1:].numpy())  # (h, n_t), (n_t,)
+            result.update(temporal_last=temporal_maps[-1], temporal_rollout=temporal_rollout)
+    else:
+        joint = [m.cpu() for m in maps["spatiotemporal"]]  # depth x (1, h, L, L), L = 1 + n_t n
+        rollout = attention_rollout(joint)[0]  # (L, L)
+        heads = rearrange(joint[-1][0, :, 0, 1:], "h (t gh gw) -> t h gh gw", t=n_t, gh=gh)
+        rolled = rearrange(rollout[0, 1:], "(t gh gw) -> t gh gw", t=n_t, gh=gh)
+        result.update(last_block=joint[-1][0], rollout=rollout)
+    predicted = info["class_names"][int(logits.argmax())]
+    true = data.class_names[int(data.test_y[index])]
+    path = video_attention_figure(out, frames, heads.numpy(), rolled.numpy(), temporal=temporal,
+                                  title=f"{Path(run).name} (ViViT model {model.model}): true {true}, "
+                                        f"predicted {predicted}")
+    return {"picture": str(path), "predicted": predicted, "true": true, **result}
 
 
 @torch.no_grad()
@@ -151,6 +204,22 @@ def reverse_picture(run: str | Path, out: str | Path, *, num: int = 3, steps: in
     return {"picture": str(path), "timesteps": labels}
 
 
+def gan_progress_picture(run: str | Path, out: str | Path, *, columns: int = 2) -> dict:
+    """The grids a GAN run drew from the same fixed noise along training, one row per grid, and ``RUN/samples.gif``
+    (the whole grids, one frame each): the same z, sharpening into digits. A row shows the grid's first ``columns``
+    noises, each as a line of the grid's rows (a conditional grid: one row per class, so a line reads 0 1 ... 9).
+    Returns the picture, the GIF and the steps shown."""
+    frames = sample_progress(run)
+    gif = progress_gif(run)
+    tile = frames[0][1].shape[1] // 8  # image_grid lays out 8 columns of square tiles
+    lines = [rearrange(grid[:grid.shape[0] // tile * tile], "(r y) (k x) c -> k y r x c", y=tile, x=tile)[:columns]
+             for _, grid in frames]  # (columns, tile, rows, tile, C): noise k's images side by side
+    lines = [rearrange(line, "k y r x c -> (k y) (r x) c") for line in lines]  # (columns tile, rows tile, C)
+    path = progress_figure(out, lines, [f"step {step}" for step, _ in frames],
+                           title=f"{Path(run).name}: samples from fixed noise along training")
+    return {"picture": str(path), "gif": str(gif), "steps": [step for step, _ in frames]}
+
+
 def _grey(image: str, size: int) -> np.ndarray:
     pixels = load_image(image, size=size, announce_upscale=True).values.numpy()  # (H, W, C) in [0, 1]
     return pixels.mean(-1)  # (H, W)
@@ -173,3 +242,30 @@ def hog_picture(image: str, out: str | Path, *, size: int = 128) -> dict:
     path = overlay_figure(out, [{"image": grey, "title": Path(image).stem, "overlay": picture,
                                  "overlay_title": "HOG cells"}])
     return {"picture": str(path), "features": len(vector)}
+
+
+def show(o: ShowConfig) -> dict:
+    """``visionlab show KIND SOURCE``: the picture of ``o.kind``, written to ``o.output`` (default show-KIND.png
+    here, or in the run folder for the pictures of a run)."""
+    o.validate()
+    set_threads(o.threads)
+    source = o.source or PICTURES[o.kind][1]
+    run_folder = o.kind in ("attention", "positions", "reverse", "gan-progress", "selection")
+    out = o.output or str((Path(source) if run_folder else Path(".")) / f"show-{o.kind}.png")
+    device = "cpu" if o.device == "auto" else o.device  # one picture: the CPU is quick and always there
+    calls = {
+        "attention": lambda: attention_picture(source, out, index=o.index, device=device),
+        "positions": lambda: positions_picture(source, out, device=device),
+        "patches": lambda: patches_picture(source, out, patch_size=o.patch_size, size=o.size or 256),
+        "tubelets": lambda: tubelets_picture(source, out, tubelet=o.tubelet, frames=o.frames, size=o.size or 32,
+                                             index=o.index),
+        "forward": lambda: forward_picture(source, out, timesteps=o.timesteps, schedule=o.schedule, show=o.show,
+                                           index=o.index),
+        "reverse": lambda: reverse_picture(source, out, num=o.num, steps=o.steps, show=o.show, seed=o.seed,
+                                           device=device),
+        "keypoints": lambda: keypoints_picture(source, out, size=o.size or 256),
+        "hog": lambda: hog_picture(source, out, size=o.size or 128),
+        "gan-progress": lambda: gan_progress_picture(source, out),
+        "selection": lambda: selection_picture(source, out, shown=o.show),
+    }
+    return calls[o.kind]()

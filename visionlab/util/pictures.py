@@ -1,4 +1,5 @@
-"""Pictures that show an idea at work (``visionlab show``): attention maps, positional similarity, patches.
+"""Pictures that show an idea at work (``visionlab show``): attention maps, positional similarity, patches, and the
+animated GIFs of a run over training (a GAN's fixed-noise grids, a fit's selected pixels and error map).
 
 Each function takes plain arrays (the computation is done where its data lives: attention rollout in
 ``components/attention.py``, a run's maps in ``trainer/pictures.py``) and writes one small PNG with matplotlib's
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from visionlab.util.io import atomic_write
 from visionlab.util.plots import _save, _show, plt
 
 DPI_SMALL = 80  # README pictures stay small (~100 KB)
@@ -115,11 +117,11 @@ def tubelets_figure(path: str | os.PathLike, clip: np.ndarray, tubelet: tuple[in
 
 
 def strip_figure(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[np.ndarray]]],
-                 labels: Sequence[str], *, title: str = "") -> Path:
+                 labels: Sequence[str], *, title: str = "", panel: float = 1.1) -> Path:
     """Rows of images (H, W, C) in [0, 1] under shared column labels, e.g. x_t for growing t, or a reverse
-    trajectory and its predicted x0 at each shown step."""
+    trajectory and its predicted x0 at each shown step; ``panel``: inches per image (a GAN's grids need more)."""
     columns = len(labels)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns + 0.6, 1.15 * len(rows) + 0.3),
+    fig, axes = plt.subplots(len(rows), columns, figsize=(panel * columns + 0.6, (panel + 0.05) * len(rows) + 0.3),
                              squeeze=False)
     for i, (name, images) in enumerate(rows):
         for j, image in enumerate(images):
@@ -127,8 +129,8 @@ def strip_figure(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[np.
         axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=8)
     for ax in axes[0]:
         ax.title.set_fontsize(8)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if title:  # just above the column labels (0.3 inches over the top row), however few or many rows
+        fig.suptitle(title, fontsize=9, y=axes[0, 0].get_position().y1 + 0.3 / fig.get_figheight(), va="bottom")
     return _save_small(fig, path)
 
 
@@ -147,6 +149,106 @@ def keypoints_figure(path: str | os.PathLike, image: np.ndarray, detections: Seq
     if title:
         fig.suptitle(title, fontsize=9)
     return _save_small(fig, path)
+
+
+def video_attention_figure(path: str | os.PathLike, frames: np.ndarray, heads: np.ndarray, rollout: np.ndarray, *,
+                           temporal: tuple[np.ndarray, np.ndarray] | None = None, title: str = "") -> Path:
+    """A ViViT's attention, one row per time index: its first frame, [CLS]'s attention to each patch in each head
+    of the last (spatial) block, and the rollout; ``temporal`` (model 2): the temporal [CLS]'s attention to each
+    time index, per head (h, n_t) and rolled out (n_t,), as a last row of bars.
+
+    ``frames`` (n_t, H, W, C) in [0, 1]; ``heads`` (n_t, h, gh, gw); ``rollout`` (n_t, gh, gw). Each column shares
+    one colour scale, so that rows (time indices) can be compared.
+    """
+    n_t, num_heads = heads.shape[:2]
+    size = frames.shape[1:3]
+    columns = num_heads + 2
+    rows = n_t + (temporal is not None)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.3), squeeze=False)
+    for t in range(n_t):
+        panels = [("frame", None)] + [(f"head {i}", heads[t, i]) for i in range(num_heads)] + [("rollout",
+                                                                                              rollout[t])]
+        for c, (name, grid) in enumerate(panels):
+            ax = axes[t, c]
+            _show(ax, frames[t], name if t == 0 else "", vmin=0, vmax=1)
+            if grid is not None:
+                top = heads[:, c - 1].max() if c <= num_heads else rollout.max()  # the column's scale
+                ax.imshow(_upsample(grid, size), cmap="inferno", alpha=0.6, vmin=0, vmax=max(top, 1e-8))
+            ax.title.set_fontsize(8)
+        axes[t, 0].text(-0.1, 0.5, f"time {t}", transform=axes[t, 0].transAxes, ha="right", va="center",
+                        fontsize=8)
+    if temporal is not None:
+        per_head, rolled = temporal
+        axes[-1, 0].axis("off")
+        axes[-1, 0].text(1.0, 0.5, "temporal\n[CLS]", transform=axes[-1, 0].transAxes, ha="right", va="center",
+                         fontsize=8)
+        for c, values in enumerate(list(per_head) + [rolled], start=1):
+            ax = axes[-1, c]
+            ax.bar(range(n_t), values, color="tab:orange")
+            ax.set_ylim(0, 1)
+            ax.set_xticks(range(n_t))
+            ax.tick_params(labelsize=6)
+            ax.set_yticks([0, 1] if c == 1 else [])
+            ax.set_xlabel("time index", fontsize=6, labelpad=1)
+    if title:  # just above the column labels
+        fig.suptitle(title, fontsize=9, y=axes[0, 0].get_position().y1 + 0.3 / fig.get_figheight(), va="bottom")
+    return _save_small(fig, path)
+
+
+def progress_figure(path: str | os.PathLike, images: Sequence[np.ndarray], labels: Sequence[str], *,
+                    title: str = "", width: float = 6.0) -> Path:
+    """Equal-sized images (H, W, C) in [0, 1] stacked top to bottom, each row named on the left (e.g. the same
+    samples at growing training steps), ``width`` inches across."""
+    h, w = images[0].shape[:2]
+    stack = _tile(list(images), 1, pad=max(2, h // 20))  # (K h + gaps, w, C)
+    fig, ax = plt.subplots(figsize=(width, width * stack.shape[0] / w + 0.3))
+    ax.imshow(np.clip(stack, 0, 1), interpolation="nearest")
+    ax.set_yticks([(k + 0.5) * (stack.shape[0] + max(2, h // 20)) / len(images) for k in range(len(images))],
+                  labels, fontsize=8)
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.tick_params(length=0)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save_small(fig, path)
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pixels a selector trains on as a stencil over the image (H, W, C) in [0, 1]: selected pixels (``mask``
+    (H, W) True) tinted yellow, the others darkened, so that both the choice and the picture can be read."""
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    tint = np.array([1.0, 0.85, 0.0])
+    return np.where(mask[..., None], 0.45 * rgb + 0.55 * tint, 0.3 * rgb)  # (H, W, 3)
+
+
+def error_colours(error: np.ndarray, vmax: float, *, vmin: float = 1e-3) -> np.ndarray:
+    """An error map (H, W) -> (H, W, 3) in [0, 1]: the inferno colour map over log10 of the error on the fixed
+    scale [vmin, vmax], so that frames over training are comparable and small errors still show their structure."""
+    top = max(vmax, vmin * 10)
+    level = (np.log10(np.clip(error, vmin, top)) - np.log10(vmin)) / (np.log10(top) - np.log10(vmin))
+    return plt.get_cmap("inferno")(level)[..., :3]
+
+
+def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, captions: Sequence[str] | None = None,
+              duration: int = 400, min_size: int = 192) -> Path:
+    """Frames (H, W, 3) or (H, W) in [0, 1] -> an animated GIF that loops, each frame ``duration`` ms, enlarged
+    (nearest) to at least ``min_size`` pixels across, with its caption in a white band on top. The caption also
+    keeps Pillow from merging two equal consecutive frames into one: the GIF has one frame per entry."""
+    scale = max(1, math.ceil(min_size / frames[0].shape[1]))
+    band = 14 if captions else 0
+    pictures = []
+    for k, frame in enumerate(frames):
+        pixels = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+        picture = Image.fromarray(pixels).convert("RGB")
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        canvas = Image.new("RGB", (picture.width, picture.height + band), "white")
+        canvas.paste(picture, (0, band))
+        if captions:
+            ImageDraw.Draw(canvas).text((3, 1), captions[k], fill="black")
+        pictures.append(canvas)
+    return atomic_write(path, lambda tmp: pictures[0].save(tmp, format="GIF", save_all=True,
+                                                           append_images=pictures[1:], duration=duration, loop=0))
 
 
 def _tile(images: Sequence[np.ndarray], columns: int, pad: int = 1) -> np.ndarray:
