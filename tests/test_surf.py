@@ -9,7 +9,7 @@ import pytest
 from scipy import signal
 from skimage import data, transform
 
-from visionlab.components import surf as surf_module
+from visionlab.components import surf_describe
 from visionlab.components.surf import Surf, SurfKeypoints, box_sum, hessian_responses, integral_image
 from visionlab.util.errors import ConfigError, DataError
 
@@ -240,8 +240,8 @@ def test_orientation_window_picks_one_gradient_direction():
     # I = min(x, y) around the keypoint: gradient +x on one side of the diagonal, +y on the other. A pi/3 window holds
     # only one of them, so the orientation is ~0 or ~90 degrees; summing all responses would give 45 degrees.
     y, x = np.mgrid[:96, :96].astype(float)
-    ii = integral_image(255 * (0.5 + 0.004 * np.minimum(x - 48, y - 48)))
-    angle = np.degrees(surf_module._orientation(ii, 0, np.array([[48.0, 48.0]]), np.array([2.0])))[0]
+    padded = surf_describe.Padded(255 * (0.5 + 0.004 * np.minimum(x - 48, y - 48)), 0)
+    angle = np.degrees(surf_describe.orientation(padded, np.array([[48.0, 48.0]]), np.array([2.0])))[0]
     assert min(abs(angle), abs(angle - 90)) < 15, angle  # measured 11.8
 
 
