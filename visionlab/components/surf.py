@@ -51,11 +51,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionlab.components.surf_describe import DESC_REACH, DESC_SIDE, ORI_REACH, Padded, descriptor, orientation
-from visionlab.components.surf_detect import (box_sum, fast_hessian, hessian_responses, integral_image, is_int,
-                                              layer_sizes)
+from visionlab.components.surf_detect import (
+    box_sum,
+    fast_hessian,
+    hessian_responses,
+    integral_image,
+    is_int,
+    layer_sizes,
+)
 from visionlab.util.errors import ConfigError, DataError
 
-__all__ = ["Surf", "SurfKeypoints", "box_sum", "hessian_responses", "integral_image", "dense_keypoints"]
+__all__ = ["Surf", "SurfKeypoints", "box_sum", "dense_keypoints", "hessian_responses", "integral_image"]
 
 GREY = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as cv2.cvtColor
 BATCH = 256  # keypoints per vectorised batch (bounds memory)
@@ -75,7 +81,7 @@ class SurfKeypoints:
     def __len__(self) -> int:
         return len(self.scale)
 
-    def subset(self, index) -> "SurfKeypoints":
+    def subset(self, index) -> SurfKeypoints:
         """The keypoints picked by an index array or boolean mask."""
         return SurfKeypoints(self.xy[index], self.scale[index], self.orientation[index], self.response[index],
                              self.laplacian[index])
@@ -174,7 +180,7 @@ class Surf:
     def _detect(self, grey: np.ndarray) -> SurfKeypoints:
         keypoints = self._fast_hessian(grey)
         if not self.upright and len(keypoints):
-            self._orient(Padded(grey, ORI_REACH * float(keypoints.scale.max())), keypoints)
+            self._orient(Padded(grey, ORI_REACH * keypoints.scale, keypoints.xy), keypoints)
         return keypoints
 
     def _fast_hessian(self, grey: np.ndarray) -> SurfKeypoints:
@@ -219,7 +225,7 @@ class Surf:
             keypoints.orientation = np.zeros(n, np.float32)
         if n == 0:
             return keypoints, np.zeros((0, self.dim), np.float32)
-        padded = padded or Padded(grey, DESC_REACH * float(keypoints.scale.max()))
+        padded = padded or Padded(grey, DESC_REACH * keypoints.scale, keypoints.xy)
         desc = np.concatenate([descriptor(padded, keypoints.xy[b:b + BATCH], keypoints.scale[b:b + BATCH],
                                           keypoints.orientation[b:b + BATCH], self.extended)
                                for b in range(0, n, BATCH)])
@@ -231,7 +237,7 @@ class Surf:
         keypoints = self._fast_hessian(grey)
         if len(keypoints) == 0:
             return self._describe(grey, keypoints)
-        padded = Padded(grey, DESC_REACH * float(keypoints.scale.max()))  # one mirrored integral image for both
+        padded = Padded(grey, DESC_REACH * keypoints.scale, keypoints.xy)  # one mirrored integral image for both
         if not self.upright:
             self._orient(padded, keypoints)
         return self._describe(grey, keypoints, padded)

@@ -34,9 +34,18 @@ ORI_REACH = ORI_RADIUS + ORI_WAVELET / 2  # the same for the orientation's sampl
 
 
 class Padded:
-    """The integral image of a grey image mirrored by ``pad`` pixels on every side, flattened for gathers."""
+    """The integral image of a grey image mirrored by ``pad`` pixels on every side, flattened for gathers.
 
-    def __init__(self, grey: np.ndarray, reach: float):
+    ``reach``: how far past the border a window may read, in pixels; with keypoints ``xy`` (K, 2), ``reach`` is (K,)
+    and the padding is the farthest any keypoint's window crosses the border (often far less than the largest window:
+    large keypoints lie far inside, so the padded image, and its cost, stay small).
+    """
+
+    def __init__(self, grey: np.ndarray, reach, xy: np.ndarray | None = None):
+        if xy is not None:  # distance of each keypoint to the nearest border, (K,)
+            inside = np.minimum(np.minimum(xy[:, 0], grey.shape[1] - 1 - xy[:, 0]),
+                                np.minimum(xy[:, 1], grey.shape[0] - 1 - xy[:, 1]))
+            reach = float(np.max(np.asarray(reach) - inside, initial=0.0))
         self.pad = int(min(math.ceil(reach) + 2, 3 * max(grey.shape)))
         ii = integral_image(np.pad(grey, self.pad, mode="symmetric"))  # (H + 2 pad + 1, W + 2 pad + 1)
         self.flat, self.shape = ii.ravel(), ii.shape
