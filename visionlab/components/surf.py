@@ -148,13 +148,14 @@ class Surf:
 
     # ------------------------------------------------------------------------------------------ input
 
-    def _grey(self, image) -> np.ndarray:
-        """(H, W) or (H, W, 3), uint8 or float in [0, 1] -> (H, W) float64 grey in 0-255."""
+    def _grey(self, image, *, detect: bool = True) -> np.ndarray:
+        """(H, W) or (H, W, 3), uint8 or float in [0, 1] -> (H, W) float64 grey in 0-255; ``detect``: the image must
+        hold the first octave's filters (describing given keypoints needs no such size)."""
         image = np.asarray(image)
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise DataError(f"SURF expects an (H, W) grey or (H, W, 3) RGB image, got shape {image.shape}")
         min_size = layer_sizes(0, self.intervals)[-1] + 2  # first octave's largest filter, 3 x 3 neighbourhood
-        if min(image.shape[:2]) < min_size:
+        if detect and min(image.shape[:2]) < min_size:
             raise DataError(f"image of {image.shape[0]} x {image.shape[1]} pixels is too small for SURF's first "
                             f"octave (filters up to {min_size - 2} pixels): it needs at least {min_size} x {min_size}")
         if image.dtype == np.uint8:
@@ -207,7 +208,7 @@ class Surf:
         Uses each keypoint's orientation (0 when upright); windows reaching past the border see the image mirrored,
         so no keypoint is dropped and the keypoints come back as given (orientation zeroed when upright).
         """
-        return self._describe(self._grey(image), keypoints)
+        return self._describe(self._grey(image, detect=False), keypoints)
 
     def _describe(self, grey: np.ndarray, keypoints: SurfKeypoints, padded: Padded | None = None):
         if not isinstance(keypoints, SurfKeypoints):

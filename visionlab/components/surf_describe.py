@@ -68,6 +68,23 @@ class Padded:
         area = 2.0 * half * half
         return dx / area, dy / area
 
+    def haar_subpixel(self, x: np.ndarray, y: np.ndarray, half: np.ndarray):
+        """Haar responses centred exactly at (x, y), not at a rounded pixel: the responses at the four whole
+        positions around it, blended bilinearly (the same as reading the integral image's corners bilinearly).
+
+        ``haar`` at whole (x, y) is centred on the corner between pixels, (x - 1/2, y - 1/2); the +1/2 here puts the
+        centre on (x, y) itself, so a turned image turns the sample pattern with it instead of a fixed half-pixel
+        shift and a rounding that differ from view to view."""
+        x, y = x + 0.5, y + 0.5
+        x0, y0 = np.floor(x), np.floor(y)
+        fx, fy = x - x0, y - y0
+        dx, dy = 0.0, 0.0
+        for ox, oy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
+                               (1, 1, fx * fy)):
+            hx, hy = self.haar(x0 + ox, y0 + oy, half)
+            dx, dy = dx + weight * hx, dy + weight * hy
+        return dx, dy
+
 
 def _disc_offsets():
     j, i = np.mgrid[-ORI_RADIUS:ORI_RADIUS + 1, -ORI_RADIUS:ORI_RADIUS + 1]
@@ -84,7 +101,7 @@ def orientation(padded: Padded, xy: np.ndarray, scale: np.ndarray) -> np.ndarray
     k = len(scale)
     s = scale.astype(np.float64)[:, None]  # (K, 1)
     half = np.maximum(1, np.rint(ORI_WAVELET / 2 * s)).astype(np.intp)  # wavelets of side 4s
-    dx, dy = padded.haar(xy[:, :1] + DISC_I * s, xy[:, 1:] + DISC_J * s, half)  # (K, 109) each
+    dx, dy = padded.haar_subpixel(xy[:, :1] + DISC_I * s, xy[:, 1:] + DISC_J * s, half)  # (K, 109) each
     dx, dy = dx * DISC_WEIGHT, dy * DISC_WEIGHT
     angle = np.arctan2(dy, dx)  # (K, 109) in (-pi, pi]
     bins = (np.floor(angle * (ORI_BINS / (2 * np.pi))).astype(np.intp) % ORI_BINS) + ORI_BINS * np.arange(k)[:, None]
