@@ -14,8 +14,11 @@ pattern of sample points around every keypoint, so each is one gather for all K 
                      sigma 3.3s, turned into the square's frame; sums over 4 x 4 subregions of 5 x 5 samples give
                      v = (sum dx, sum dy, sum |dx|, sum |dy|) each, or SURF-128's sign-split sums (Sec. 4.2)
 
-Sample points are rounded to whole pixels, as in the paper and OpenCV; windows reaching past the border read a
-mirrored copy of the image (``padded_integral``) rather than zeros, so a keypoint near the border keeps a descriptor.
+The orientation reads Haar responses at sub-pixel positions (bilinear in the four whole positions around a sample);
+the descriptor, with four times as many samples, rounds them to the nearest whole pixel, as the paper and OpenCV do,
+but centres the wavelet on the sample (a whole-pixel Haar box is centred between pixels, half a pixel up and left,
+which a turned view does not share). Windows reaching past the border read a mirrored copy of the image (``Padded``)
+rather than zeros, so a keypoint near the border keeps a descriptor.
 """
 
 from __future__ import annotations
@@ -135,7 +138,11 @@ def descriptor(padded: Padded, xy: np.ndarray, scale: np.ndarray, theta: np.ndar
     cos, sin = np.cos(theta.astype(np.float64))[:, None], np.sin(theta.astype(np.float64))[:, None]
     x = xy[:, :1] + s * (u * cos - v * sin)  # (K, 400) the square, turned by theta
     y = xy[:, 1:] + s * (u * sin + v * cos)
-    dx, dy = padded.haar(x, y, np.maximum(1, np.rint(s)).astype(np.intp))  # wavelets of side 2s
+    # wavelets of side 2s at the whole pixel nearest each sample, centred on it (+1/2, see ``haar_subpixel``): the
+    # bilinear blend would match a little better under rotation (benchmarks: M_desc at 30 degrees 0.96 against 0.91)
+    # but reads 4 x as much and would double SURF's time; the centring alone lifts 0.90 to 0.91 (90 degrees: 0.93 to
+    # 1.00) for nothing
+    dx, dy = padded.haar(x + 0.5, y + 0.5, np.maximum(1, np.rint(s)).astype(np.intp))
     du = (dx * cos + dy * sin) * SQUARE_WEIGHT  # responses along the orientation ...
     dv = (-dx * sin + dy * cos) * SQUARE_WEIGHT  # ... and across it
     sub = (k, DESC_SUB, DESC_SIDE // DESC_SUB, DESC_SUB, DESC_SIDE // DESC_SUB)
