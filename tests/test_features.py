@@ -60,7 +60,8 @@ def test_dense_surf_command_on_small_images(tmp_path, capsys):
         for i in range(12):
             stripes = 0.5 + 0.4 * np.sin(np.arange(16) * (1.2 + 0.1 * rng.random()) + rng.random() * 6)
             image = np.repeat(stripes[:, None], 16, 1) if axis == 0 else np.repeat(stripes[None], 16, 0)
-            save_image(tmp_path / "data" / name / f"{i}.png", np.clip(image + 0.05 * rng.random((16, 16)), 0, 1)[..., None])
+            noisy = np.clip(image + 0.05 * rng.random((16, 16)), 0, 1)
+            save_image(tmp_path / "data" / name / f"{i}.png", noisy[..., None])
     assert main(["features", "--data", str(tmp_path / "data"), "--image-size", "16", "--extractor", "dense-surf",
                  "--vocabulary", "16", "--out", str(tmp_path)]) == 0
     assert "accuracy" in capsys.readouterr().out

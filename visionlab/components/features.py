@@ -10,9 +10,10 @@ with a classic learner (the learner's notes start here). Two families:
 - **Local descriptors** describe keypoints: *SIFT* (Lowe, IJCV 2004; difference-of-Gaussians keypoints, 128-d
   gradient histograms), *dense SIFT* (the same descriptor on a fixed grid, for images too small or too plain for a
   detector, e.g. 8 x 8 digits), *SURF* (Bay et al., 2006; box filters on an integral image, 64-d Haar sums; see
-  ``surf.py``) and *dense SURF* (SURF's descriptor, upright, on the same grid at ``dense_scales``). An image gives a *set* of descriptors, so they are pooled into one vector: a **bag of visual words**
-  (k-means over training descriptors; an image becomes the normalised histogram of its nearest words) or **VLAD**
-  (Jégou et al., CVPR 2010: per word, the sum of residuals x - c; power- and L2-normalised).
+  ``surf.py``) and *dense SURF* (SURF's descriptor, upright, on the same grid at ``dense_scales``). An image gives a
+  *set* of descriptors, so they are pooled into one vector: a **bag of visual words** (k-means over training
+  descriptors; an image becomes the normalised histogram of its nearest words) or **VLAD** (Jégou et al., CVPR 2010:
+  per word, the sum of residuals x - c; power- and L2-normalised).
 
 Every extractor is a scikit-learn transformer (``fit`` learns the vocabulary, ``transform`` gives (N, D) features), so
 it drops into a ``Pipeline`` before a scaler and a classifier. Libraries do the work where they can: scikit-image's
