@@ -3,8 +3,8 @@
 Data flow (design.md): data set -> fixed or stratified split -> extractor (HOG, SIFT, dense SIFT, SURF, dense SURF;
 fitted on the training images only) -> scaler -> SVM / KNN -> accuracy, per-class report, confusion matrix. No step
 loop, so no base Trainer: one fit, one evaluation. A run folder holds ``config.yaml``, ``metrics.json`` (accuracy,
-report, timings), ``confusion.png``, ``features.png`` (what the extractor sees on a few images), ``pipeline.joblib`` (+ its
-digest record) and ``summary.json``; ``--compare`` writes ``compare.json`` and ``compare.md`` instead.
+report, timings), ``confusion.png``, ``features.png`` (what the extractor sees on a few images), ``pipeline.joblib``
+(+ its digest record) and ``summary.json``; ``--compare`` writes ``compare.json`` and ``compare.md`` instead.
 """
 
 from __future__ import annotations
