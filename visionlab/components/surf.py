@@ -18,8 +18,9 @@ integral image, four look-ups per box whatever its size:
                      Maxima of det in 3 x 3 x 3 (scale, y, x) neighbourhoods above ``hessian_threshold`` are refined by
                      a 3-D quadratic fit (Brown & Lowe 2002): offset = -(d2D/dv2)^-1 dD/dv, rejected if any
                      |offset| > 1 sample, as OpenCV does (Sec. 3.4; the stricter 0.5 drops a different subset of
-                     blobs in each view of a scene: repeatability at 30 degrees 0.57 instead of 0.68). The sign of Dxx + Dyy (the Laplacian) tells dark blobs on a bright
-                     ground (+1) from bright ones (-1); matching may compare only equal signs (Sec. 4.3).
+                     blobs in each view of a scene: repeatability at 30 degrees 0.57 instead of 0.68). The sign of
+                     Dxx + Dyy (the Laplacian) tells dark blobs on a bright ground (+1) from bright ones (-1);
+                     matching may compare only equal signs (Sec. 4.3).
     orientation      Haar responses (dx, dy) of side 4s at the points of step s within radius 6s of the keypoint,
                      weighted by a Gaussian of sigma 2.5s (ECCV Sec. 4.1); a window of angle pi/3 slides round the
                      circle and the longest sum (sum dx, sum dy) inside it gives the orientation (Sec. 4.1).
