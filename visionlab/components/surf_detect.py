@@ -69,9 +69,15 @@ def layer_sizes(octave: int, intervals: int) -> list[int]:
     return [3 * (2 ** (octave + 1) * (i + 1) + 1) for i in range(intervals)]
 
 
-def box_hessian(ii: np.ndarray, size: int, step: int, rows: tuple[int, int], cols: tuple[int, int]):
+def box_hessian(ii: np.ndarray, size: int, step: int, rows: tuple[int, int], cols: tuple[int, int],
+                dtype=np.float32):
     """Dxx, Dyy, Dxy of filter ``size`` divided by size^2, at the pixels (r step, c step) for grid rows r in
-    [rows[0], rows[1]) and columns c in [cols[0], cols[1]); each (R, C). The filters must lie inside ``ii``."""
+    [rows[0], rows[1]) and columns c in [cols[0], cols[1]); each (R, C). The filters must lie inside ``ii``.
+
+    The strips are differences of the float64 integral image, then ``dtype``: a strip sums at most H (2l - 1) pixels,
+    so for 0-255 images below 2^24 / 255 = 65,793 pixels that many the float32 strips are exact integers, and every
+    later difference of them too; float32 halves the memory the filters stream through (the detector's main cost).
+    """
     lobe, half = size // 3, size // 2  # l = L / 3 (odd); the filter spans [-half, half] around its centre
     wing, mid = lobe - 1, lobe // 2  # Dxx / Dyy lobes are 2l - 1 = 2 wing + 1 wide; the middle lobe is l = 2 mid + 1
 
@@ -83,14 +89,14 @@ def box_hessian(ii: np.ndarray, size: int, step: int, rows: tuple[int, int], col
 
     # (+1, -2, +1) lobes = whole 3l-long box - 3 * middle lobe (Fig. 1 of ECCV / Fig. 2 of CVIU); the strip sums
     # across (c, r below) are shared by both boxes
-    c = ii[:, xs(wing + 1)] - ii[:, xs(-wing)]  # (H + 1, C): rows of the integral image summed over x +- wing
+    c = (ii[:, xs(wing + 1)] - ii[:, xs(-wing)]).astype(dtype)  # (H + 1, C): rows of I_S summed over x +- wing
     dyy = c[ys(half + 1)] - c[ys(-half)] - 3 * (c[ys(mid + 1)] - c[ys(-mid)])  # (R, C)
-    r = ii[ys(wing + 1)] - ii[ys(-wing)]  # (R, W + 1)
+    r = (ii[ys(wing + 1)] - ii[ys(-wing)]).astype(dtype)  # (R, W + 1)
     dxx = r[:, xs(half + 1)] - r[:, xs(-half)] - 3 * (r[:, xs(mid + 1)] - r[:, xs(-mid)])  # (R, C)
     # four l x l lobes around a one-pixel cross: + top-left, - top-right, - bottom-left, + bottom-right
-    e = (ii[:, xs(0)] - ii[:, xs(-lobe)]) - (ii[:, xs(lobe + 1)] - ii[:, xs(1)])  # (H + 1, C): left - right strip
+    e = ((ii[:, xs(0)] - ii[:, xs(-lobe)]) - (ii[:, xs(lobe + 1)] - ii[:, xs(1)])).astype(dtype)  # left - right
     dxy = (e[ys(0)] - e[ys(-lobe)]) - (e[ys(lobe + 1)] - e[ys(1)])  # (R, C)
-    area = float(size * size)
+    area = dtype(size * size)
     return dxx / area, dyy / area, dxy / area
 
 
@@ -103,7 +109,7 @@ def hessian_responses(ii: np.ndarray, filter_size: int):
     pad = filter_size // 2 + 1
     height, width = ii.shape[0] - 1, ii.shape[1] - 1
     padded = np.pad(ii, pad, mode="edge")  # repeating the integral image's edges = zero pixels outside
-    return box_hessian(padded, int(filter_size), 1, (pad, pad + height), (pad, pad + width))
+    return box_hessian(padded, int(filter_size), 1, (pad, pad + height), (pad, pad + width), dtype=np.float64)
 
 
 def octave_det(ii: np.ndarray, sizes: list[int], step: int, known: dict | None = None):
@@ -115,7 +121,7 @@ def octave_det(ii: np.ndarray, sizes: list[int], step: int, known: dict | None =
     """
     height, width = ii.shape[0] - 1, ii.shape[1] - 1
     shape = (len(sizes), -(-height // step), -(-width // step))
-    det, laplacian = np.full(shape, -np.inf), np.zeros(shape, bool)
+    det, laplacian = np.full(shape, -np.inf, np.float32), np.zeros(shape, bool)
     for k, size in enumerate(sizes):
         if known and size in known:
             det[k], laplacian[k] = known[size][0][::2, ::2], known[size][1][::2, ::2]
