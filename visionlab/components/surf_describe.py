@@ -54,7 +54,8 @@ class Padded:
         self.flat, self.shape = ii.ravel(), ii.shape
 
     def haar(self, x: np.ndarray, y: np.ndarray, half: np.ndarray):
-        """Haar responses (dx, dy) of side 2 half at the rounded pixels (x, y) of the image, any equal shapes."""
+        """Haar responses (dx, dy) of side 2 half at the rounded (x, y), any equal shapes: the boxes meet at the
+        integral image's corner (x, y), which is the corner between pixels at (x - 1/2, y - 1/2) of the image."""
         width = self.shape[1]
         px = np.clip(np.rint(x).astype(np.intp) + self.pad, half, width - 1 - half)
         py = np.clip(np.rint(y).astype(np.intp) + self.pad, half, self.shape[0] - 1 - half)
