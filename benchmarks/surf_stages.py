@@ -73,7 +73,7 @@ def stages(image: np.ndarray, surf: Surf, eps: float) -> dict:
         truth, d_ref = truth.subset(inside), da[inside]
         _, d_desc = surf.describe(warped, truth)  # true keypoints, true orientation
         own = mapped_keypoints(ka.subset(inside), a, orientation=False)
-        surf._orient(Padded(surf._grey(warped), ORI_REACH * own.scale, own.xy), own)  # SURF's orientation
+        surf._orient(Padded(surf._grey(warped), reach=ORI_REACH * own.scale, xy=own.xy), own)  # SURF's own angles
         _, d_ori = surf.describe(warped, own)
         gap = np.degrees((own.orientation - truth.orientation + np.pi) % (2 * np.pi) - np.pi)
         out[label] = {"repeatability": rep, "M_full": full,
@@ -99,9 +99,9 @@ def image_times(image: np.ndarray, repeat: int) -> dict:
     grey = surf._grey(image)
     kp = surf._fast_hessian(grey)
     reach = DESC_REACH * kp.scale
-    padded = Padded(grey, reach, kp.xy)
+    padded = Padded(grey, reach=reach, xy=kp.xy)
     return {"fast_hessian": best_ms(lambda: surf._fast_hessian(grey), repeat),
-            "padded_integral": best_ms(lambda: Padded(grey, reach, kp.xy), repeat),
+            "padded_integral": best_ms(lambda: Padded(grey, reach=reach, xy=kp.xy), repeat),
             "orientation": best_ms(lambda: surf._orient(padded, kp), repeat),
             "descriptor": best_ms(lambda: surf._describe(grey, kp, padded), repeat),
             "surf_total": best_ms(lambda: surf.detect_and_describe(image), repeat),

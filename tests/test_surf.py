@@ -283,7 +283,7 @@ def test_orientation_window_picks_one_gradient_direction():
     # I = min(x, y) around the keypoint: gradient +x on one side of the diagonal, +y on the other. A pi/3 window holds
     # only one of them, so the orientation is ~0 or ~90 degrees; summing all responses would give 45 degrees.
     y, x = np.mgrid[:96, :96].astype(float)
-    padded = surf_describe.Padded(255 * (0.5 + 0.004 * np.minimum(x - 48, y - 48)), 0)
+    padded = surf_describe.Padded(255 * (0.5 + 0.004 * np.minimum(x - 48, y - 48)), reach=0)
     angle = np.degrees(surf_describe.orientation(padded, np.array([[48.0, 48.0]]), np.array([2.0])))[0]
     assert min(abs(angle), abs(angle - 90)) < 15, angle  # measured 11.8
 
@@ -345,6 +345,9 @@ def test_dense_grid_is_centred_and_described_on_small_images():
     assert desc.shape == (4, 64) and np.allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
     with pytest.raises(DataError, match="too small"):
         Surf().detect(image)
+    assert len(dense_keypoints((5, 40), step=8, scales=(1.0,))) == 5  # narrower than a step: one row, at the centre
+    with pytest.raises(ConfigError, match="step"):
+        dense_keypoints((64, 64), step=0, scales=(1.0,))
 
 
 def test_as_fast_as_opencv_sift_on_a_256_image():

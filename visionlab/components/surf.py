@@ -111,9 +111,12 @@ def dense_keypoints(shape: tuple[int, int], *, step: float, scales: tuple[float,
     The grid is centred in the (H, W) image and keeps ``step / 2`` from its border; windows reaching past the border
     read the image mirrored (see ``describe``). Ordered by scale, then row, then column.
     """
+    if not (_is_real(step) and step > 0) or not scales or any(not (_is_real(v) and v > 0) for v in scales):
+        raise ConfigError(f"dense grids need a step > 0 and scales > 0, got step {step!r}, scales {scales!r}")
     height, width = shape
-    ys = np.arange(step / 2, height - step / 2 + 1e-9, step)
-    xs = np.arange(step / 2, width - step / 2 + 1e-9, step)
+    # at least one point per axis (the centre) when the image is narrower than a step
+    ys = np.arange(step / 2, height - step / 2 + 1e-9, step) if height >= step else np.array([height / 2])
+    xs = np.arange(step / 2, width - step / 2 + 1e-9, step) if width >= step else np.array([width / 2])
     ys, xs = ys + (height - ys[-1] - ys[0]) / 2 - 0.5, xs + (width - xs[-1] - xs[0]) / 2 - 0.5  # centred grid
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)  # (G, 2) (x, y)
     n = len(grid) * len(scales)
@@ -187,7 +190,7 @@ class Surf:
     def _detect(self, grey: np.ndarray) -> SurfKeypoints:
         keypoints = self._fast_hessian(grey)
         if not self.upright and len(keypoints):
-            self._orient(Padded(grey, ORI_REACH * keypoints.scale, keypoints.xy), keypoints)
+            self._orient(Padded(grey, reach=ORI_REACH * keypoints.scale, xy=keypoints.xy), keypoints)
         return keypoints
 
     def _fast_hessian(self, grey: np.ndarray) -> SurfKeypoints:
@@ -232,7 +235,7 @@ class Surf:
             keypoints.orientation = np.zeros(n, np.float32)
         if n == 0:
             return keypoints, np.zeros((0, self.dim), np.float32)
-        padded = padded or Padded(grey, DESC_REACH * keypoints.scale, keypoints.xy)
+        padded = padded or Padded(grey, reach=DESC_REACH * keypoints.scale, xy=keypoints.xy)
         desc = np.concatenate([descriptor(padded, keypoints.xy[b:b + BATCH], keypoints.scale[b:b + BATCH],
                                           keypoints.orientation[b:b + BATCH], self.extended)
                                for b in range(0, n, BATCH)])
@@ -244,7 +247,8 @@ class Surf:
         keypoints = self._fast_hessian(grey)
         if len(keypoints) == 0:
             return self._describe(grey, keypoints)
-        padded = Padded(grey, DESC_REACH * keypoints.scale, keypoints.xy)  # one mirrored integral image for both
+        # one mirrored integral image for the orientation and the descriptor
+        padded = Padded(grey, reach=DESC_REACH * keypoints.scale, xy=keypoints.xy)
         if not self.upright:
             self._orient(padded, keypoints)
         return self._describe(grey, keypoints, padded)

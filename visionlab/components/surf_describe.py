@@ -44,7 +44,7 @@ class Padded:
     large keypoints lie far inside, so the padded image, and its cost, stay small).
     """
 
-    def __init__(self, grey: np.ndarray, reach, xy: np.ndarray | None = None):
+    def __init__(self, grey: np.ndarray, *, reach, xy: np.ndarray | None = None):
         if xy is not None:  # distance of each keypoint to the nearest border, (K,)
             inside = np.minimum(np.minimum(xy[:, 0], grey.shape[1] - 1 - xy[:, 0]),
                                 np.minimum(xy[:, 1], grey.shape[0] - 1 - xy[:, 1]))
