@@ -80,8 +80,8 @@ plt.show()
 # on finding them.
 
 # %%
-detectors = ("sift", "surf", "dense-sift")
-fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+detectors = ("sift", "surf", "dense-sift", "dense-surf")
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 for name, ax in zip(detectors, axes):
     extractor = LocalFeatures(detector=name)
     xy, diameter, descriptors = extractor.keypoints_and_descriptors(data.images[0])  # on the upscaled image
@@ -130,5 +130,5 @@ for name in ("sift", "surf"):
 
 # %% [markdown]
 # The printed accuracies show HOG far ahead on these tiny digits: a keypoint detector is the wrong tool for 8 x 8
-# images (few blobs to find). `visionlab features --data digits --extractor dense-sift` shows how much a regular
-# grid of SIFT descriptors recovers.
+# images (few blobs to find). `visionlab features --data digits --extractor dense-sift` (or `dense-surf`) shows how
+# much a regular grid of SIFT (or SURF) descriptors recovers.

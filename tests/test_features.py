@@ -45,6 +45,30 @@ def test_dense_sift_grid_and_descriptors():
     assert xy[:, 0].min() == 8 and xy[:, 0].max() == 56
 
 
+def test_dense_surf_grid_and_descriptors():
+    extractor = LocalFeatures(detector="dense-surf", min_side=64, grid_step=8, dense_scales=(0.8, 1.6))
+    xy, diameter, descriptors = extractor.keypoints_and_descriptors(np.random.default_rng(0).random((8, 8)))
+    assert len(xy) == 8 * 8 * 2 and descriptors.shape == (128, 64)  # the 8 x 8 image upscaled to 64 x 64
+    np.testing.assert_allclose(np.unique(diameter), [16, 32])  # 20 s: the descriptor square's side
+    np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-5)
+
+
+def test_dense_surf_command_on_small_images(tmp_path, capsys):
+    # 16 x 16 images of horizontal or vertical stripes: too small and too regular for a detector, easy for a grid
+    rng = np.random.default_rng(0)
+    for name, axis in (("rows", 0), ("columns", 1)):
+        for i in range(12):
+            stripes = 0.5 + 0.4 * np.sin(np.arange(16) * (1.2 + 0.1 * rng.random()) + rng.random() * 6)
+            image = np.repeat(stripes[:, None], 16, 1) if axis == 0 else np.repeat(stripes[None], 16, 0)
+            noisy = np.clip(image + 0.05 * rng.random((16, 16)), 0, 1)
+            save_image(tmp_path / "data" / name / f"{i}.png", noisy[..., None])
+    assert main(["features", "--data", str(tmp_path / "data"), "--image-size", "16", "--extractor", "dense-surf",
+                 "--vocabulary", "16", "--out", str(tmp_path)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "features" / "data-dense-surf-svm" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9
+
+
 def test_sift_finds_keypoints_on_a_photo():
     image = vl.load_image("camera", size=128).values.numpy()[..., 0]
     xy, diameter, descriptors = LocalFeatures(detector="sift").keypoints_and_descriptors(image)

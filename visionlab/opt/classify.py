@@ -120,8 +120,9 @@ class FeaturesConfig(TensorBoard, RunFolder, Threads):
 
     data: str = option("digits", "built-in data set (digits, faces, textures) or a folder with one sub-folder of "
                        "images per class")
-    extractor: str = option("hog", "features: hog, sift (keypoints), dense-sift (a grid) or surf",
-                            choices=("hog", "sift", "dense-sift", "surf"))
+    extractor: str = option("hog", "features: hog, sift (keypoints), dense-sift (a grid), surf (keypoints) or "
+                            "dense-surf (a grid, for small images)",
+                            choices=("hog", "sift", "dense-sift", "surf", "dense-surf"))
     classifier: str = option("svm", "learner: svm (RBF kernel) or knn (k nearest neighbours)", choices=("svm", "knn"))
     encoding: str = option("bow", "pooling of keypoint descriptors: bow (bag of visual words) or vlad",
                            choices=("bow", "vlad"))

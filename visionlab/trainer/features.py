@@ -1,10 +1,10 @@
 """Classifying images with hand-made features: the ``features`` task.
 
-Data flow (design.md): data set -> fixed or stratified split -> extractor (HOG, SIFT, dense SIFT, SURF; fitted on the
-training images only) -> scaler -> SVM / KNN -> accuracy, per-class report, confusion matrix. No step loop, so no
-base Trainer: one fit, one evaluation. A run folder holds ``config.yaml``, ``metrics.json`` (accuracy, report,
-timings), ``confusion.png``, ``features.png`` (what the extractor sees on a few images), ``pipeline.joblib`` (+ its
-digest record) and ``summary.json``; ``--compare`` writes ``compare.json`` and ``compare.md`` instead.
+Data flow (design.md): data set -> fixed or stratified split -> extractor (HOG, SIFT, dense SIFT, SURF, dense SURF;
+fitted on the training images only) -> scaler -> SVM / KNN -> accuracy, per-class report, confusion matrix. No step
+loop, so no base Trainer: one fit, one evaluation. A run folder holds ``config.yaml``, ``metrics.json`` (accuracy,
+report, timings), ``confusion.png``, ``features.png`` (what the extractor sees on a few images), ``pipeline.joblib``
+(+ its digest record) and ``summary.json``; ``--compare`` writes ``compare.json`` and ``compare.md`` instead.
 """
 
 from __future__ import annotations
