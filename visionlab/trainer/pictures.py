@@ -24,10 +24,11 @@ from visionlab.models.vivit import ViViT
 from visionlab.opt.show import PICTURES, ShowConfig
 from visionlab.trainer.classify import load_classifier, model_input, run_data
 from visionlab.trainer.diffuse import load_diffusion_run
-from visionlab.trainer.generative import generative_data, progress_gif, sample_progress, to_unit
+from visionlab.trainer.generative import generative_data, grid_labels, progress_gif, sample_progress, to_unit
 from visionlab.trainer.selection import selection_picture
 from visionlab.util.device import set_threads
 from visionlab.util.errors import ConfigError, DataError
+from visionlab.util.io import read_json
 from visionlab.util.plots import overlay_figure
 from visionlab.util.pictures import (attention_figure, keypoints_figure, patches_figure, progress_figure,
                                      similarity_figure, strip_figure, tubelets_figure, video_attention_figure)
@@ -211,8 +212,10 @@ def gan_progress_picture(run: str | Path, out: str | Path, *, columns: int = 2) 
     Returns the picture, the GIF and the steps shown."""
     frames = sample_progress(run)
     gif = progress_gif(run)
-    tile = frames[0][1].shape[1] // 8  # image_grid lays out 8 columns of square tiles
-    lines = [rearrange(grid[:grid.shape[0] // tile * tile], "(r y) (k x) c -> k y r x c", y=tile, x=tile)[:columns]
+    info = read_json(Path(run) / "model.json")
+    rows = len(grid_labels(len(info["class_names"]))) // 8 if info.get("conditional") else 8  # as sample_grid draws
+    tile = frames[0][1].shape[0] // rows  # square tiles, 8 to a row; a conditional grid has its labels on the left
+    lines = [rearrange(grid[:rows * tile, -8 * tile:], "(r y) (k x) c -> k y r x c", y=tile, x=tile)[:columns]
              for _, grid in frames]  # (columns, tile, rows, tile, C): noise k's images side by side
     lines = [rearrange(line, "k y r x c -> (k y) (r x) c") for line in lines]  # (columns tile, rows tile, C)
     path = progress_figure(out, lines, [f"step {step}" for step, _ in frames],
