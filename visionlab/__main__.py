@@ -3,6 +3,7 @@ that Ctrl-C or SIGTERM at any moment ends in one line. Loading PyTorch takes sec
 otherwise end in a traceback through the import machinery (or, for SIGTERM, in silence); so this module stays light
 and imports the command line inside a try."""
 
+import os
 import signal
 import sys
 
@@ -18,8 +19,9 @@ def main() -> int:
         from visionlab.cli import main as command_line  # the heavy imports: PyTorch, scikit-learn, every trainer
     except KeyboardInterrupt as stop:  # Terminated too
         what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
-        print(f"visionlab: {what} while starting; nothing was written", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+        print(f"visionlab: {what} while starting; nothing was written", file=sys.stderr, flush=True)
+        # Out at once: the interpreter's clean-up of a half-imported PyTorch may itself end by the signal (exit -2).
+        os._exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
     return command_line()
 
 
