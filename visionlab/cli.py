@@ -331,7 +331,7 @@ def report_segment(summary: dict) -> int:
 
 def report_diffuse(summary: dict) -> int:
     m = summary["metrics"]
-    line = (f"test loss {m['test_loss']:.4f} (EMA weights, fixed test batch) after {m['steps']} steps, "
+    line = (f"test loss {m['test_loss']:.4f} ({m['weights']}; fixed test batch) after {m['steps']} steps, "
             f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters")
     print(f"{line}{_evaluation(m)}; samples.png and outputs in {summary['run_dir']}")
     return _finished(summary, "train")
