@@ -47,8 +47,9 @@ def _lookup(table: dict[str, dict], name: str | None, kind: str) -> dict:
 # Training recipes for `visionlab train --recipe NAME` (flags override them). Found by a search on a 2-core CPU with
 # the same models and losses, before training held out a validation split, so it compared test accuracies (digits:
 # 99.11 / 99.33 / 98.44 % for seeds 0 / 1 / 2 in 75 s of training on one quiet thread; moving digits: 100 % for all
-# four ViViT models in 15 epochs, 8 x 16 x 16 clips of 8 px digits, where a single-frame ViT stays at chance). Data-efficient training (small patches, affine augmentation, label smoothing,
-# warm-up + cosine, no decay on norms and tokens) is what lets a ViT learn from 1,347 digit images.
+# four ViViT models in 15 epochs, 8 x 16 x 16 clips of 8 px digits, where a single-frame ViT stays at chance).
+# Data-efficient training (small patches, affine augmentation, label smoothing, warm-up + cosine, no decay on norms
+# and tokens) is what lets a ViT learn from 1,347 digit images.
 CLASSIFY_RECIPES: dict[str, dict] = {
     # ViT on scikit-learn's 8 x 8 digits: 16 tokens of 2 x 2 pixels, 4 blocks of width 64 (136k parameters).
     "digits-vit": dict(model="vit", data="digits", preset="tiny", patch_size=2, dim=64, depth=4, num_heads=4,

@@ -11,8 +11,8 @@ Soft Dice loss (Milletari et al. 2016), per class k over the batch's pixels, wit
 truth: 1 - (2 sum p t + 1) / (sum p + sum t + 1), averaged over classes.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (per epoch: loss, validation mean IoU, mean Dice, pixel
-accuracy), ``checkpoint.pt``, ``best.safetensors`` (best validation mean IoU), ``model.safetensors`` (final), ``model.json``,
-``predictions.png`` (test images | truth | prediction, masks coloured over the image), ``curves.png``,
+accuracy), ``checkpoint.pt``, ``best.safetensors`` (best validation mean IoU), ``model.safetensors`` (final),
+``model.json``, ``predictions.png`` (test images | truth | prediction, masks coloured over the image), ``curves.png``,
 ``metrics.json`` (test split: per-class IoU and Dice, the confusion matrix) and ``summary.json``.
 """
 
