@@ -116,7 +116,7 @@ def test_a_short_ddpm_run_with_default_options_is_judged_on_sensible_ema_weights
     assert main(["train", "ddpm", "--base-channels", "8", "--batch-size", "16", "--steps", "150", "--sample-steps",
                  "4", "--quiet", "--out", str(tmp_path), "--name", "short"]) == 0
     assert "(EMA weights, decay 0.999 with warm-up; fixed test batch)" in capsys.readouterr().out
-    m = json.load(open(tmp_path / "diffuse" / "short" / "metrics.json"))
+    m = json.loads((tmp_path / "diffuse" / "short" / "metrics.json").read_text())
     assert m["weights"] == "EMA weights, decay 0.999 with warm-up" and m["test_loss_raw"] < 0.5
     assert m["test_loss"] < 2 * m["test_loss_raw"], m
     state = load_state(tmp_path / "diffuse" / "short")
