@@ -194,8 +194,9 @@ def classify_table(rows: list[dict]) -> dict:
                       "seconds_per_epoch": m.get("seconds_per_epoch"), "parameters": m.get("parameters"),
                       "run_dir": r["run_dir"]})
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    head = "| model | test accuracy (final) | best epoch on val: val / test accuracy | training (s) | s / epoch | parameters |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    columns = ("model", "test accuracy (final)", "best epoch on val: val / test accuracy", "training (s)",
+               "s / epoch", "parameters")
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for e in table:
         best = "-" if e["best_epoch"] is None else \
             f"{e['best_epoch']}: {e['best_val_accuracy']:.2%} / {e['best_test_accuracy']:.2%}"
