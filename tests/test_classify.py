@@ -130,6 +130,8 @@ def test_vivit_trains_on_moving_digits_and_refuses_short_clips(tmp_path, capsys)
 def test_train_rejects_bad_options(capsys):
     assert main(["train", "vit", "--epochs", "0"]) == 2
     assert "epochs must be > 0" in capsys.readouterr().err
+    assert main(["train", "vit", "--val-fraction", "1"]) == 2 and main(["train", "unet", "--val-fraction", "-0.1"]) == 2
+    assert capsys.readouterr().err.count("val fraction must be in [0, 1)") == 2
 
 
 def test_evaluate_repeats_the_runs_test_accuracy_and_checks_other_data(bars_run, tmp_path, capsys):
