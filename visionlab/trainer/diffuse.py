@@ -19,7 +19,8 @@ label dropout and network dropout from the global generator, whose state the che
 exactly what an uninterrupted one would: same weights and the same loss log, bit for bit on the CPU.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (every ``eval_every`` steps: mean training loss since the last
-line, the EMA model's loss on a fixed test batch with fixed t and noise), ``checkpoint.pt``, ``samples/step-N.png``
+line, the EMA model's loss on a fixed test batch with fixed t and noise, ``test_loss_raw`` the raw weights' on the
+same batch), ``checkpoint.pt``, ``samples/step-N.png``
 (grids during training), ``samples.png`` (the final grid), ``loss.png``, ``model.safetensors`` (EMA weights),
 ``model.json`` (what ``visionlab sample`` needs), ``metrics.json`` and ``summary.json``.
 
