@@ -210,8 +210,9 @@ DIFFUSE_RECIPES: dict[str, dict] = {
 
 SEGMENT_RECIPES: dict[str, dict] = {
     # The small U-Net (16 channels, 3 poolings) on 32 x 32 shapes: background, rectangle, circle, triangle.
-    # About 2 minutes on one CPU thread. Measured: test mean IoU 0.968 (Dice 0.984; background 0.994, rectangle
-    # 0.963, circle 0.984, triangle 0.930; chance 0.216) after 113 s of training.
+    # About 2 minutes on one quiet CPU thread. Measured with 100 of the 1,000 training images held out for validation:
+    # test mean IoU 0.960 (Dice 0.979; background 0.994, rectangle 0.956, circle 0.969, triangle 0.921; chance 0.216)
+    # after 30 epochs (best validation epoch 23: test IoU 0.960).
     "shapes-unet": dict(model="unet", data="shapes", preset="small", epochs=30, batch_size=32, lr=3e-3,
                         warmup_epochs=1, augment=True, dice_weight=0.5),
 }
