@@ -8,8 +8,8 @@ entries per level, lr 1e-2 decayed to 1e-3, 400 steps) with the selector of its 
 steps; training time counts optimiser steps only. The rows answer the preset's questions: which selector (EVOS with
 and without CFS against full and uniform random: does EVOS help a hash grid as it helps SIREN?), which ratio, which
 table (2^19 entries per level, so that every level of a 512 px grid is dense, against Instant-NGP's 2^16) and which
-schedule (decayed against constant), the last two asked of random r = 0.5. Reported: seconds to 35 / 38 / 40 dB and the final PSNR. Rerunning skips
-the finished cells (kept in the JSON). Writes ``results/fit_fast.json`` and ``.md``.
+schedule (decayed against constant), the last two asked of random r = 0.5. Reported: seconds to 35 / 38 / 40 dB
+and the final PSNR. Rerunning skips the finished cells (kept in the JSON). Writes ``results/fit_fast.json`` and ``.md``.
 """
 
 from __future__ import annotations

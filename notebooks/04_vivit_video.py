@@ -95,11 +95,11 @@ print(f"test accuracy after {m['epochs']:.0f} epochs: {m['accuracy']:.4f} (chanc
 
 # %%
 with open(f"{summary['run_dir']}/metrics.jsonl") as f:
-    epochs = [r for r in map(json.loads, f) if "accuracy" in r]
+    epochs = [r for r in map(json.loads, f) if "val_accuracy" in r]  # the validation split, once per epoch
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot([r["epoch"] + 1 for r in epochs], [r["accuracy"] for r in epochs], "o-", label="ViViT (model 2)")
+ax.plot([r["epoch"] + 1 for r in epochs], [r["val_accuracy"] for r in epochs], "o-", label="ViViT (model 2)")
 ax.axhline(1 / 8, color="gray", ls="--", label="chance")
-ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1), title="direction of motion, 8 classes")
+ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1), title="direction of motion, 8 classes")
 ax.legend()
 plt.show()
 display(Image(filename=f"{summary['run_dir']}/confusion.png", width=360))

@@ -22,7 +22,6 @@
 # $$ \mathrm{IoU} = \frac{|A \cap B|}{|A \cup B|}, \qquad \mathrm{Dice} = \frac{2\,|A \cap B|}{|A| + |B|} .$$
 
 # %%
-import json
 import tempfile
 import warnings
 

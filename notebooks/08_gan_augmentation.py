@@ -53,7 +53,10 @@ x_train, x_test, y_train, y_test = train_test_split(data.images, data.labels, te
                                                     random_state=0)
 x_small, _, y_small, _ = train_test_split(x_train, y_train, train_size=0.10, stratify=y_train, random_state=0)
 print(f"{len(x_small)} real training images, {len(x_test)} test images")
-big = lambda x: resize(x, (len(x), 16, 16), order=1).astype(np.float32)  # (N, 8, 8) -> (N, 16, 16), bilinear
+def big(x):
+    return resize(x, (len(x), 16, 16), order=1).astype(np.float32)  # (N, 8, 8) -> (N, 16, 16), bilinear
+
+
 np.savez(f"{OUT}/small.npz", images=np.concatenate([big(x_small), big(x_test)]),
          labels=np.concatenate([y_small, y_test]),
          is_test=np.r_[np.zeros(len(x_small), bool), np.ones(len(x_test), bool)])
@@ -94,7 +97,10 @@ labels = ",".join(str(k) for k in range(10))
 fake = vl.sample(summary["run_dir"], labels=labels, num=500, seed=1, quiet=True)
 x_fake = resize(np.load(fake["images"])[:, 0], (500, 8, 8), order=1, anti_aliasing=True)  # (N, 8, 8) in [0, 1]
 y_fake = np.load(fake["labels"])
-flat = lambda x: x.reshape(len(x), -1)  # (N, H, W) -> (N, H W)
+def flat(x):
+    return x.reshape(len(x), -1)  # (N, H, W) -> (N, H W)
+
+
 real_only = SVC().fit(flat(x_small), y_small).score(flat(x_test), y_test)
 with_gan = SVC().fit(np.r_[flat(x_small), flat(x_fake)], np.r_[y_small, y_fake]).score(flat(x_test), y_test)
 print(f"real only ({len(x_small)} images): test accuracy {real_only:.4f}")

@@ -27,8 +27,8 @@ def configs(kind: str, out: str):
         return "fit", opt.FitConfig(image="camera", width=32, depth=2, size="23", steps=4, sampler=kind[4:], ratio=0.5,
                                     eval_every=2, checkpoint_every=100, chunk=61, **common)
     if kind == "classify":
-        # digits: 1,347 training images in batches of 100, the last one 47 (unequal shares), two steps with
-        # augmentation and EMA.
+        # digits: 1,347 training images less 136 for validation, in batches of 100, the last one 11 (unequal shares),
+        # with augmentation.
         return "classify", opt.ClassifyConfig(model="vit", data="digits", preset="tiny", epochs=1, batch_size=100,
                                               augment=True, **common)
     if kind.startswith("segment"):

@@ -121,8 +121,10 @@ def test_ema_averages_g_parameters_and_copies_its_batchnorm_statistics(tmp_path)
 
     summary = api.gan(steps=4, ema=decay, callbacks=[record], out=str(tmp_path), **TINY)
     expected = dict(seen[0])  # the first update copies the parameters
-    for params in seen[1:]:
-        expected = {k: decay * expected[k] + (1 - decay) * params[k] for k in expected}
+    for t, params in enumerate(seen[1:], 1):  # then the warm-up d_t = min(0.7, (1 + t) / (10 + t))
+        d = min(decay, (1 + t) / (10 + t))
+        expected = {k: d * expected[k] + (1 - d) * params[k] for k in expected}
+    assert summary["metrics"]["weights"] == "EMA weights, decay 0.7 with warm-up"
     saved = load_file(os.path.join(summary["run_dir"], "model.safetensors"))
     assert all(torch.allclose(saved[k], expected[k], atol=1e-6) for k in expected)
     assert any(not torch.allclose(saved[k], seen[-1][k]) for k in expected)  # the average, not the last weights

@@ -41,14 +41,36 @@ def bars_run(tmp_path_factory):
 
 def test_vit_learns_a_tiny_task_and_writes_its_outputs(bars_run):
     m = bars_run["metrics"]
-    assert m["accuracy"] >= 0.9 and m["best_accuracy"] >= m["accuracy"] - 1e-9  # chance is 0.5
+    assert m["test_accuracy"] >= 0.9 and m["accuracy"] == m["test_accuracy"]  # chance is 0.5
+    assert m["weights"] == "raw weights, no EMA" and 0.9 <= m["best_test_accuracy"] <= 1
+    # 300 training examples: 30 held out for validation (stratified), the test split's 100 untouched.
+    assert m["val_examples"] == 30 and m["train_examples"] == 270 and m["test_examples"] == 100
     run = bars_run["run_dir"]
     for name in ("config.yaml", "metrics.jsonl", "metrics.json", "summary.json", "checkpoint.pt", "model.safetensors",
                  "best.safetensors", "model.json", "confusion.png", "curves.png"):
         assert os.path.isfile(os.path.join(run, name)), name
     log = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
-    assert len(log) == 10 and all("accuracy" in r for r in log)  # one evaluation per epoch
+    assert len(log) == 10 and all("val_accuracy" in r and "accuracy" not in r for r in log)  # once per epoch, val
+    best = max(range(10), key=lambda i: (log[i]["val_accuracy"], -i))  # the first epoch of the best val accuracy
+    assert m["best_epoch"] == best + 1 and m["best_val_accuracy"] == log[best]["val_accuracy"]
     assert np.array(json.load(open(os.path.join(run, "metrics.json")))["confusion"]).sum() == 100
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint():
+    from visionlab.data.classification import validation_split
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    keep, held = validation_split(labels, 0.1, seed=3)
+    assert torch.bincount(labels[held]).tolist() == [5, 3, 2] and len(keep) == 90
+    assert set(keep.tolist()).isdisjoint(held.tolist()) and len(set(keep.tolist()) | set(held.tolist())) == 100
+    assert torch.equal(held, validation_split(labels, 0.1, seed=3)[1])  # resume and every DDP rank: the same split
+    assert not torch.equal(held, validation_split(labels, 0.1, seed=4)[1])
+    assert len(validation_split(labels, 0.0, seed=3)[1]) == 0
+
+
+def test_no_validation_split_means_no_best_epoch(tmp_path):
+    m = vl.train("vit", data="digits", epochs=1, val_fraction=0.0, out=str(tmp_path), **FAST)["metrics"]
+    assert m["best_epoch"] is None and m["best_test_accuracy"] is None and m["val_examples"] == 0
+    assert not (tmp_path / "classify" / "digits-vit" / "best.safetensors").exists()
 
 
 def test_interrupted_and_resumed_training_matches_bit_for_bit(tmp_path):
@@ -108,6 +130,8 @@ def test_vivit_trains_on_moving_digits_and_refuses_short_clips(tmp_path, capsys)
 def test_train_rejects_bad_options(capsys):
     assert main(["train", "vit", "--epochs", "0"]) == 2
     assert "epochs must be > 0" in capsys.readouterr().err
+    assert main(["train", "vit", "--val-fraction", "1"]) == 2 and main(["train", "unet", "--val-fraction", "-0.1"]) == 2
+    assert capsys.readouterr().err.count("val fraction must be in [0, 1)") == 2
 
 
 def test_evaluate_repeats_the_runs_test_accuracy_and_checks_other_data(bars_run, tmp_path, capsys):

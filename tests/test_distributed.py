@@ -23,7 +23,7 @@ from visionlab.util.distributed import Dist
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # kind -> (peak learning rate, steps): the tolerance's scale.
-KINDS = {"fit-full": (1e-4, 4), "fit-evos": (1e-4, 4), "fit-soft-mining": (1e-4, 4), "classify": (1e-3, 14),
+KINDS = {"fit-full": (1e-4, 4), "fit-evos": (1e-4, 4), "fit-soft-mining": (1e-4, 4), "classify": (1e-3, 13),
          "segment": (3e-3, 3), "ddpm": (1e-3, 3), "dit": (1e-3, 3), "gan": (2e-4, 3), "gan-wgan-gp": (1e-4, 3)}
 
 

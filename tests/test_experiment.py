@@ -70,7 +70,8 @@ def test_classify_table_puts_a_vit_beside_hog_and_svm(tmp_path):
     rows = {r["row"]: r for r in result["rows"]}
     assert rows["HOG + SVM"]["accuracy"] > 0.95 and 0 <= rows["ViT"]["accuracy"] <= 1
     assert rows["ViT"]["parameters"] > 0 and rows["ViT"]["seconds_per_epoch"] > 0
-    assert result["markdown"].splitlines()[0].startswith("| model | test accuracy |")
+    assert rows["ViT"]["best_epoch"] == 1 and rows["HOG + SVM"]["best_epoch"] is None  # chosen on val, not test
+    assert result["markdown"].splitlines()[0].startswith("| model | test accuracy (final) | best epoch on val")
 
 
 def test_plans_follow_the_papers_tables():

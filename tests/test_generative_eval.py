@@ -3,6 +3,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from visionlab.cli import main
 from visionlab.components.metrics import MetricInputError, feature_statistics, fid, frechet_distance
 from visionlab.models.cnn import SmallCNN
 from visionlab.trainer.generative import generative_data as diffusion_data
-from visionlab.trainer.reference import data_hash, reference_classifier
+from visionlab.trainer.reference import data_hash, reference_classifier, reference_key
 
 
 def gaussian_features(n, d, seed, shift=0.0, scale=1.0):
@@ -102,6 +103,26 @@ def test_reference_classifier_is_trained_once_and_cached_with_its_data_hash(cach
     other = diffusion_data("digits", image_size=8, seed=1)  # another split: another hash, another classifier
     assert not reference_classifier(other, epochs=1)[1]["cached"]
     assert len(list((cache / "reference").glob("*.safetensors"))) == 2
+
+
+def test_the_reference_cache_is_keyed_by_its_epochs_and_checks_the_stored_key(cache, capsys):
+    data = diffusion_data("digits", image_size=8)
+    _, two = reference_classifier(data, epochs=2)
+    _, one = reference_classifier(data, epochs=1)  # another --reference-epochs: its own entry, never the 2-epoch one
+    assert not two["cached"] and not one["cached"] and one["path"] != two["path"]
+    assert reference_classifier(data, epochs=2)[1]["cached"] and reference_classifier(data, epochs=1)[1]["cached"]
+    record = json.loads(Path(two["path"]).with_suffix(".json").read_text())
+    assert record["key"] == reference_key(data, epochs=2, seed=0) and record["key"]["epochs"] == 2
+    assert record["key"]["sample_shape"] == [1, 8, 8] and record["key"]["data_hash"] == data_hash(data)
+    capsys.readouterr()
+    record["key"]["epochs"] = 30  # an entry whose stored key does not match its name: rebuilt, with one line
+    Path(two["path"]).with_suffix(".json").write_text(json.dumps(record))
+    _, rebuilt = reference_classifier(data, epochs=2)
+    err = capsys.readouterr().err
+    assert not rebuilt["cached"] and "made with other epochs" in err and len(err.strip().splitlines()) == 1
+    assert reference_classifier(data, epochs=2)[1]["cached"]  # and whole again
+    Path(two["path"]).with_suffix(".json").unlink()  # weights without their key (a write cut short): rebuilt
+    assert not reference_classifier(data, epochs=2)[1]["cached"] and "cannot be read" in capsys.readouterr().err
 
 
 def test_evaluate_samples_scores_real_images_like_the_floor(cache, tmp_path, capsys):

@@ -59,7 +59,12 @@ def test_unet_learns_a_tiny_shapes_task(tmp_path):
                  "best.safetensors", "model.json", "predictions.png", "curves.png"):
         assert os.path.isfile(os.path.join(run, name)), name
     log = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
-    assert len(log) == 5 and all("mean_iou" in r and "mean_dice" in r for r in log)  # one evaluation per epoch
+    assert len(log) == 5 and all("val_mean_iou" in r and "mean_iou" not in r for r in log)  # once per epoch, val
+    # 256 training images: 26 held out for validation; the best epoch is chosen there, the test split scored at the end.
+    assert m["val_images"] == 26 and m["train_images"] == 230 and m["test_images"] == 64
+    best = max(range(5), key=lambda i: (log[i]["val_mean_iou"], -i))
+    assert m["best_epoch"] == best + 1 and m["best_val_mean_iou"] == log[best]["val_mean_iou"]
+    assert 0 < m["best_test_mean_iou"] <= 1
     assert np.array(json.load(open(os.path.join(run, "metrics.json")))["confusion"]).sum() == 64 * 32 * 32
     assert main(["sample", run]) == 2  # a segmentation run is no diffusion model
 

@@ -50,8 +50,8 @@ def test_train_vit_writes_accuracy_per_epoch_and_the_confusion_matrix(tmp_path):
     run = tmp_path / "classify" / "digits-vit"
     board, log = events(run), logged(run)
     epochs = [r["step"] for r in log]
-    assert len(epochs) == 2 and steps(board, "accuracy") == steps(board, "lr") == epochs
-    assert board.Scalars("accuracy")[-1].value == pytest.approx(log[-1]["accuracy"])
+    assert len(epochs) == 2 and steps(board, "val_accuracy") == steps(board, "lr") == epochs
+    assert board.Scalars("val_accuracy")[-1].value == pytest.approx(log[-1]["val_accuracy"])
     assert steps(board, "confusion", "Images") == [summary["step"]]
 
 

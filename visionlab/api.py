@@ -64,8 +64,8 @@ def fit_run(image: str | None = None, *, preset: str | None = None, resume: str 
 
 def train(model: str = "vit", *, recipe: str | None = None, resume: str | Path | None = None, callbacks=(),
           **options) -> dict:
-    """Train a ViT (images) or ViViT (videos) classifier; return the run summary (``metrics``: test accuracy,
-    best accuracy, seconds per epoch, ...). ``options`` are the fields of :class:`visionlab.opt.ClassifyConfig`,
+    """Train a ViT (images) or ViViT (videos) classifier; return the run summary (``metrics``: final test accuracy,
+    best validation epoch and its test accuracy). ``options`` are the fields of :class:`visionlab.opt.ClassifyConfig`,
     applied over ``recipe`` (a name in ``manager.CLASSIFY_RECIPES``; ``model`` is applied over the recipe's too).
 
     >>> vl.train("vit", data="digits", epochs=5)["metrics"]["accuracy"]  # doctest: +SKIP

@@ -278,22 +278,26 @@ def report_fit(summary: dict) -> int:
 
 def report_classify(summary: dict) -> int:
     m = summary["metrics"]
-    print(f"test accuracy {m['accuracy']:.2%} (best {m['best_accuracy']:.2%} at epoch {m['best_epoch']}), "
+    best = "" if m["best_epoch"] is None else (f"; best validation {m['best_val_accuracy']:.2%} at epoch "
+                                               f"{m['best_epoch']}, its test accuracy {m['best_test_accuracy']:.2%}")
+    print(f"test accuracy {m['test_accuracy']:.2%} ({m['weights']}, final epoch{best}), "
           f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters; outputs in {summary['run_dir']}")
     return _finished(summary, "train")
 
 
 def report_segment(summary: dict) -> int:
     m = summary["metrics"]
-    print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (chance {m['chance_mean_iou']:.4f}; "
-          f"best IoU {m['best_mean_iou']:.4f} at epoch {m['best_epoch']}), {m['train_seconds']:.1f} s of training, "
+    best = "" if m["best_epoch"] is None else (f"; best validation IoU {m['best_val_mean_iou']:.4f} at epoch "
+                                               f"{m['best_epoch']}, its test IoU {m['best_test_mean_iou']:.4f}")
+    print(f"test mean IoU {m['mean_iou']:.4f}, mean Dice {m['mean_dice']:.4f} (final weights; chance "
+          f"{m['chance_mean_iou']:.4f}{best}), {m['train_seconds']:.1f} s of training, "
           f"{m['parameters']:,} parameters; outputs in {summary['run_dir']}")
     return _finished(summary, "train")
 
 
 def report_diffuse(summary: dict) -> int:
     m = summary["metrics"]
-    line = (f"test loss {m['test_loss']:.4f} (EMA weights, fixed test batch) after {m['steps']} steps, "
+    line = (f"test loss {m['test_loss']:.4f} ({m['weights']}; fixed test batch) after {m['steps']} steps, "
             f"{m['train_seconds']:.1f} s of training, {m['parameters']:,} parameters")
     print(f"{line}{_evaluation(m)}; samples.png and outputs in {summary['run_dir']}")
     return _finished(summary, "train")

@@ -80,6 +80,25 @@ def classification_data(name: str, *, video: bool = False, image_size: int | Non
                               Path(name).name)
 
 
+def validation_split(labels: torch.Tensor, fraction: float, *, seed: int, stratify: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out): sorted indices that split examples ``labels`` (N,) into training and validation, with
+    ``fraction`` held out, the same share of every class when ``stratify``: at least one example of each class of two
+    or more (so that a tiny set still validates), never its last one. Seeded by ``seed`` alone, so a resumed run and
+    every process of a distributed one carve the same split. ``fraction`` 0: nothing held out."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 17)  # not the seed of the batches: a split of its own
+    groups = [torch.nonzero(labels == k).flatten() for k in torch.unique(labels).tolist()] if stratify else \
+        [torch.arange(len(labels))]
+    held = []
+    for members in groups:
+        take = min(max(1, round(fraction * len(members))), len(members) - 1) if fraction > 0 else 0
+        held.append(members[torch.randperm(len(members), generator=g)[:max(take, 0)]])
+    held_out = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.int64)
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[held_out] = False
+    return torch.nonzero(mask).flatten(), held_out
+
+
 def _looks_like_arrays(folder: Path) -> bool:
     """MNIST IDX or CIFAR batch files, rather than class sub-folders."""
     names = {p.name for p in list_folder(folder)}

@@ -50,7 +50,8 @@ class ClassifyConfig(TensorBoard, RunFolder, OnDevice):
                                "0.999) and evaluate with it")
     amp: str = shared.amp()
     test_size: float = shared.test_size()
-    seed: int = shared.seed("the split, the weights and the batches")
+    val_fraction: float = shared.val_fraction()
+    seed: int = shared.seed("the splits, the weights and the batches")
     checkpoint_every: int | None = shared.checkpoint_every(None)
 
     def validate(self) -> "ClassifyConfig":
@@ -99,7 +100,8 @@ class SegmentConfig(TensorBoard, RunFolder, OnDevice):
     grad_clip: float | None = shared.grad_clip()
     amp: str = shared.amp()
     test_size: float = shared.test_size(0.2)  # shapes draws its own test images; folders are split
-    seed: int = shared.seed("the data, the split, the weights and the batches")
+    val_fraction: float = shared.val_fraction()
+    seed: int = shared.seed("the data, the splits, the weights and the batches")
     checkpoint_every: int | None = shared.checkpoint_every(None)
 
     def validate(self) -> "SegmentConfig":

@@ -8,7 +8,7 @@ Data flow (design.md): data set -> images (N, C, H, W) in [0, 1] -> x = 2 x - 1 
             x ~ data, z ~ N(0, I), fake = G(z) without gradient
             D step on  L_D(d(x), d(fake)) (+ lambda GP for wgan-gp)            models/gan.py: discriminator_loss
         z ~ N(0, I): G step on L_G(d(G(z))), D frozen                          models/gan.py: generator_loss
-        theta_ema <- decay theta_ema + (1 - decay) theta_G
+        theta_ema <- d_t theta_ema + (1 - d_t) theta_G, d_t = min(decay, (1 + t) / (10 + t))
 
 Two Adam optimisers: lr 2e-4, betas (0.5, 0.999) (DCGAN); lr 1e-4, betas (0, 0.9), n_critic 5 for WGAN-GP (Gulrajani
 et al. Alg. 1). A class-conditional D step asks G for the labels of its real batch (so that WGAN-GP's interpolates
@@ -55,7 +55,7 @@ from visionlab.data.images import save_image
 from visionlab.models.gan import (DCGANConfig, Discriminator, Generator, dcgan_config, discriminator_loss,
                                   generator_loss, gradient_penalty)
 from visionlab.opt import GanConfig
-from visionlab.trainer.base import make_run_dir, parameter_ema, prepare, run_training
+from visionlab.trainer.base import make_run_dir, parameter_ema, prepare, run_training, weights_used
 from visionlab.trainer.gan_monitor import GanMonitor
 from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
                                           grid_labels, image_grid, labelled_grid, parse_labels, progress_gif, to_model,
@@ -305,7 +305,8 @@ class AdversarialTrainer(GanMonitor, GenerativeTrainer):
         metrics = {**{k: last.get(k) for k in ("d_loss", "g_loss", "d_accuracy", "d_real", "d_fake", "diversity")},
                    **self.size_metrics(self.generator),
                    "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
-                   "loss": self.config.loss, "ema": self.config.ema, "monitor": self.monitor,
+                   "loss": self.config.loss, "ema": self.config.ema, "weights": weights_used(self.config.ema),
+                   "monitor": self.monitor,
                    "warnings": [w["message"] for w in self.warnings], "status": status}
         if self.config.fid_samples:
             labels = (torch.arange(self.config.fid_samples) % self.num_classes) if self.conditional else None

@@ -2,14 +2,19 @@
 
 Data flow (design.md): data set -> (N, C, H, W) or (N, C, T, H, W) tensors -> seeded shuffled batches (optionally
 translated at random) -> ViT / ViViT -> cross-entropy with label smoothing -> AdamW with linear warm-up then cosine
-decay -> (EMA of the weights) -> test accuracy every epoch, the best weights kept -> confusion matrix and curves.
+decay -> (EMA of the weights) -> validation accuracy every epoch, the best weights kept -> at the end, the test split
+scored once (final and best weights) -> confusion matrix and curves.
+
+The validation split is carved from the training split (``--val-fraction``, stratified, seeded by the run's seed):
+the best epoch and ``best.safetensors`` are chosen on it. The test split chooses nothing: it is read only by
+:meth:`ClassifyTrainer.finish`, so its accuracy is an honest estimate of either set of weights.
 
 The batch order and the augmentation of step t come from generators seeded with (seed, epoch) and (seed, t), so a
 resumed run draws exactly what an uninterrupted one would. Mixed precision is bf16 autocast, used by default only on
 GPUs that support it (on CPUs it is usually slower; fp16 would need a gradient scaler). A run folder holds
 ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt``, ``model.safetensors`` (final, or EMA, weights),
-``best.safetensors``, ``model.json`` (what ``visionlab predict`` needs), ``confusion.png``, ``curves.png``,
-``metrics.json`` and ``summary.json``.
+``best.safetensors`` (best validation accuracy), ``model.json`` (what ``visionlab predict`` needs),
+``confusion.png``, ``curves.png`` (test split), ``metrics.json`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -24,14 +29,14 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from visionlab.components.augment import random_affine
 from visionlab.components.losses import cross_entropy
-from visionlab.data.classification import ClassificationData, classification_data
+from visionlab.data.classification import ClassificationData, classification_data, validation_split
 from visionlab.data.images import load_image
 from visionlab.data.video import read_clip
 from visionlab.models.vit import ViT, ViTConfig, vit_config
 from visionlab.models.vivit import ViViT, ViViTConfig, vivit_config
 from visionlab.opt import ClassifyConfig
 from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, parameter_ema,
-                                    prepare, run_training, steps_per_epoch)
+                                    prepare, run_training, steps_per_epoch, weights_used)
 from visionlab.util.checkpoint import load_weights, save_weights
 from visionlab.util.device import pick_device
 from visionlab.util.distributed import Dist
@@ -68,6 +73,12 @@ class ClassifyTrainer(KeepsBest, Trainer):
 
     def __init__(self, *, config: ClassifyConfig, data: ClassificationData, model: torch.nn.Module,
                  run_dir: Path, device: torch.device, dist: Dist = Dist()):
+        keep, held = validation_split(data.train_y, config.val_fraction, seed=config.seed)
+        if config.val_fraction and not len(held):
+            raise DataError(f"{data.name}: --val-fraction {config.val_fraction} holds out no example of its "
+                            f"{len(data.train_y)} training ones; raise it, or pass --val-fraction 0 (no best epoch)")
+        self.val_x, self.val_y = data.train_x[held], data.train_y[held]
+        data = dataclasses.replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep])
         epoch = steps_per_epoch(len(data.train_y), config.batch_size)
         total = config.epochs * epoch
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total, eval_every=epoch,
@@ -86,7 +97,7 @@ class ClassifyTrainer(KeepsBest, Trainer):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.ema = parameter_ema(model, config.ema)  # of the parameters only
         self.autocast = bf16_autocast(config.amp, device)
-        self.best = {"accuracy": -1.0, "epoch": 0}
+        self.best = {"accuracy": -1.0, "epoch": 0}  # on the validation split
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
@@ -119,13 +130,27 @@ class ClassifyTrainer(KeepsBest, Trainer):
         return torch.cat(out)
 
     def evaluate(self) -> dict[str, float]:
-        predicted = self.predict(self.data.test_x)
-        accuracy = (predicted == self.data.test_y).float().mean().item()
+        """Validation accuracy (never the test split's: that one is scored once, in :meth:`finish`)."""
+        if not len(self.val_y):
+            return {}
+        accuracy = (self.predict(self.val_x) == self.val_y).float().mean().item()
         epoch = math.ceil(self.step / self.steps_per_epoch)
         if accuracy > self.best["accuracy"]:
             self.best = {"accuracy": accuracy, "epoch": epoch}
             save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict())
-        return {"accuracy": accuracy, "best_accuracy": self.best["accuracy"]}
+        return {"val_accuracy": accuracy, "best_val_accuracy": self.best["accuracy"]}
+
+    def best_test_accuracy(self) -> float | None:
+        """Test accuracy of ``best.safetensors`` (the weights of the best validation epoch), or None without one."""
+        path = self.run_dir / "best.safetensors"
+        if not len(self.val_y) or not path.is_file():
+            return None
+        current = {k: v.clone() for k, v in self.eval_model.state_dict().items()}
+        self.eval_model.load_state_dict(load_weights(path))
+        try:
+            return (self.predict(self.data.test_x) == self.data.test_y).float().mean().item()
+        finally:
+            self.eval_model.load_state_dict(current)
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "ema": self.ema}
@@ -134,28 +159,35 @@ class ClassifyTrainer(KeepsBest, Trainer):
         predicted = self.predict(self.data.test_x)
         truth = self.data.test_y
         names = self.data.class_names
-        accuracy = (predicted == truth).float().mean().item()
+        accuracy = (predicted == truth).float().mean().item()  # the final weights (model.safetensors)
         labels = list(range(len(names)))
         matrix = confusion_matrix(truth, predicted, labels=labels)
-        title = f"{self.data.name}: {self.config.model}, accuracy {accuracy:.2%}"
+        title = f"{self.data.name}: {self.config.model}, test accuracy {accuracy:.2%}"
         confusion_figure(self.run_dir / "confusion.png", matrix, names, title=title)
         self.picture("confusion", self.run_dir / "confusion.png")
         epochs = [r["step"] / self.steps_per_epoch for r in self.history]
-        curve_figure(self.run_dir / "curves.png", {
-            "test accuracy": (epochs, [r["accuracy"] for r in self.history]),
-            "train loss (last batch)": (epochs, [r["loss"] for r in self.history])},
-            xlabel="epoch", ylabel="accuracy / loss", title=title)
+        curves = {"train loss (last batch)": (epochs, [r["loss"] for r in self.history])}
+        if len(self.val_y):
+            curves["validation accuracy"] = (epochs, [r["val_accuracy"] for r in self.history])
+        curve_figure(self.run_dir / "curves.png", curves, xlabel="epoch", ylabel="accuracy / loss", title=title)
         save_weights(self.run_dir / "model.safetensors", self.eval_model.state_dict())
         write_json(self.run_dir / "model.json", {
             "model": self.config.model, "model_config": dataclasses.asdict(self.model.config),
             "class_names": names, "sample_shape": list(self.data.sample_shape),
             "clip_frame": None if self.data.frame is None else list(self.data.frame)})
         epochs_done = self.step / self.steps_per_epoch
-        metrics = {"accuracy": accuracy, "best_accuracy": self.best["accuracy"], "best_epoch": self.best["epoch"],
-                   "epochs": epochs_done, "train_seconds": self.train_seconds,
+        best = self.best["epoch"] > 0
+        # accuracy: the test accuracy of model.safetensors, under the name evaluate and the tables read.
+        metrics = {"test_accuracy": accuracy, "accuracy": accuracy, "weights": weights_used(self.config.ema),
+                   "val_accuracy": self.history[-1].get("val_accuracy") if self.history else None,
+                   "best_val_accuracy": self.best["accuracy"] if best else None,
+                   "best_epoch": self.best["epoch"] if best else None,
+                   "best_test_accuracy": self.best_test_accuracy() if best else None, "epochs": epochs_done,
+                   "train_seconds": self.train_seconds,
                    "seconds_per_epoch": self.train_seconds / max(epochs_done, 1e-9),
                    "parameters": sum(p.numel() for p in self.model.parameters()),
-                   "train_examples": len(self.data.train_y), "test_examples": len(truth), "status": status,
+                   "train_examples": len(self.data.train_y), "val_examples": len(self.val_y),
+                   "test_examples": len(truth), "status": status,
                    "report": classification_report(truth, predicted, labels=labels, target_names=names,
                                                    output_dict=True, zero_division=0),
                    "confusion": matrix}

@@ -9,16 +9,18 @@ variance) -> AdamW with a linear warm-up, gradient clipping -> EMA of the parame
 probability ``class_dropout``, so one network learns p(x | y) and p(x) and sampling can use classifier-free guidance:
 eps = eps(x, null) + s (eps(x, y) - eps(x, null)) (Ho & Salimans 2022).
 
-**EMA.** :func:`~visionlab.trainer.base.parameter_ema` averages the *parameters* only: theta_ema <- decay theta_ema +
-(1 - decay) theta after every step. The sample grids, the logged test loss and ``model.safetensors`` use the EMA
-weights.
+**EMA.** :func:`~visionlab.trainer.base.parameter_ema` averages the *parameters* only: theta_ema <- d_t theta_ema +
+(1 - d_t) theta after every step, with the warm-up d_t = min(decay, (1 + t) / (10 + t)), so that a short run's
+average is not still its first weights. The sample grids, the logged test loss and ``model.safetensors`` use the EMA
+weights (the raw weights with ``--ema 0``; the log also gives the raw weights' test loss beside the EMA's).
 
 **Exact resume.** The batch order of each epoch, t and the noise of each step come from generators seeded by the step,
 label dropout and network dropout from the global generator, whose state the checkpoint keeps. A resumed run draws
 exactly what an uninterrupted one would: same weights and the same loss log, bit for bit on the CPU.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` (every ``eval_every`` steps: mean training loss since the last
-line, the EMA model's loss on a fixed test batch with fixed t and noise), ``checkpoint.pt``, ``samples/step-N.png``
+line, the EMA model's loss on a fixed test batch with fixed t and noise, ``test_loss_raw`` the raw weights' on the
+same batch), ``checkpoint.pt``, ``samples/step-N.png``
 (grids during training), ``samples.png`` (the final grid), ``loss.png``, ``model.safetensors`` (EMA weights),
 ``model.json`` (what ``visionlab sample`` needs), ``metrics.json`` and ``summary.json``.
 
@@ -44,7 +46,8 @@ from visionlab.models.diffusion import DiffusionConfig, GaussianDiffusion
 from visionlab.models.dit import DiT, DiTConfig, dit_config
 from visionlab.models.samplers import guided
 from visionlab.opt import DiffuseConfig
-from visionlab.trainer.base import bf16_autocast, lr_lambda, make_run_dir, parameter_ema, prepare, run_training
+from visionlab.trainer.base import (bf16_autocast, lr_lambda, make_run_dir, parameter_ema, prepare, run_training,
+                                    weights_used)
 from visionlab.trainer.generative import (Drawing, GenerativeRun, GenerativeTrainer, ema_weights, generative_data,
                                           grid_labels, image_grid, labelled_grid, parse_labels, to_model, to_unit)
 from visionlab.trainer.reference import judge_drawing
@@ -232,17 +235,24 @@ class DiffuseTrainer(GenerativeTrainer):
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        model = self.eval_model
+    def test_losses(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The losses of ``model`` (in eval mode) on the fixed test batch, with its fixed t and noise."""
         was_training = model.training
         model.eval()
         with self.autocast():
             losses = self.diffusion.training_loss(model, self.eval_x0, y=self.eval_y, t=self.eval_t,
                                                   noise=self.eval_noise)
         model.train(was_training)
+        return losses
+
+    def evaluate(self) -> dict[str, float]:
+        losses = self.test_losses(self.eval_model)
         train_loss = self.loss_sum / max(1, self.loss_count)
         self.loss_sum, self.loss_count = 0.0, 0
-        return {"train_loss": train_loss, "test_loss": losses["loss"].item(), "test_mse": losses["mse"].item()}
+        record = {"train_loss": train_loss, "test_loss": losses["loss"].item(), "test_mse": losses["mse"].item()}
+        if self.ema is not None:  # the raw weights beside the EMA's: shows what the average gains, or still lags
+            record["test_loss_raw"] = self.test_losses(self.model)["loss"].item()
+        return record
 
     # ---------------------------------------------------------------- pictures
     def sample_grid(self, path: Path) -> Path:
@@ -289,11 +299,14 @@ class DiffuseTrainer(GenerativeTrainer):
         if self.history:
             curve_figure(self.run_dir / "loss.png", {
                 "train loss (mean since the last point)": (steps, [r["train_loss"] for r in self.history]),
-                "test loss (EMA model, fixed batch)": (steps, [r["test_loss"] for r in self.history])},
+                f"test loss ({'EMA' if self.ema is not None else 'raw'} weights, fixed batch)":
+                    (steps, [r["test_loss"] for r in self.history])},
                 xlabel="step", ylabel="loss", title=title)
         last = self.history[-1] if self.history else {}
         metrics = {"train_loss": last.get("train_loss"), "test_loss": last.get("test_loss"),
-                   **self.size_metrics(self.model), "ema": self.config.ema, "status": status}
+                   "test_loss_raw": last.get("test_loss_raw", last.get("test_loss")),
+                   **self.size_metrics(self.model), "ema": self.config.ema, "weights": weights_used(self.config.ema),
+                   "status": status}
         if self.config.fid_samples:
             labels = None
             if self.conditional:

@@ -5,8 +5,11 @@ The protocol (written down, as users.md #8 asks):
 1. **Reference classifier.** A small CNN (:class:`visionlab.models.cnn.SmallCNN`) is trained by visionlab on the
    training split of the *same* data the generator learned from (same size, same split), with light affine
    augmentation. It is cached under ``$VISIONLAB_CACHE/reference/`` (default ``~/.cache/visionlab/reference/``) as
-   safetensors whose metadata holds the data's name, a SHA-256 hash of its tensors, the classifier's config and test
-   accuracy; a missing file, or one whose hash does not match the data, is trained again.
+   safetensors (metadata: the classifier's config and test accuracy) with a JSON file beside it that holds the
+   cache key's inputs: everything that changes the weights (:func:`reference_key`: the data's name and a SHA-256
+   hash of its tensors, so its size, channels and split; the training epochs; the seed; the classifier's and
+   visionlab's versions). The file name carries a hash of that key, so another ``--reference-epochs`` is another
+   entry; a missing, damaged or mismatched entry is trained again, with one line saying why.
 2. **Features.** The classifier's penultimate layer (128 numbers per image) replaces Inception-v3's pool layer.
 3. **FID** between N generated images and the real *test* images, and the **floor**: the FID of N real *training*
    images against the same test images. Real data is as good as a generator can get, so the floor is the target;
@@ -24,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -40,7 +44,7 @@ from visionlab.models.cnn import CNNConfig, SmallCNN
 from visionlab.trainer.generative import Drawing, to_model
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.errors import DataError
-from visionlab.util.io import slug
+from visionlab.util.io import read_json, slug, write_json
 from visionlab.util.version import __version__
 
 REFERENCE_VERSION = "1"  # bump when the classifier or its training changes: cached ones are then retrained
@@ -114,24 +118,56 @@ def classify(model: SmallCNN, images: torch.Tensor, *, device: torch.device | st
     return torch.cat(features), torch.cat(probs)
 
 
+def reference_key(data: ClassificationData, *, epochs: int, seed: int) -> dict:
+    """Everything that changes the reference classifier's weights: its cache key, stored beside the weights."""
+    return {"data": data.name, "data_hash": data_hash(data), "sample_shape": list(data.train_x.shape[1:]),
+            "classes": len(data.class_names), "epochs": int(epochs), "seed": int(seed),
+            "reference_version": REFERENCE_VERSION, "visionlab": __version__}
+
+
+def cache_path(key: dict) -> Path:
+    """The cache entry of ``key``: NAME-CxHxW-KEYHASH.safetensors (its key in the .json beside it)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    c, h, w = key["sample_shape"]
+    return cache_dir() / "reference" / f"{slug(key['data'])}-{c}x{h}x{w}-{digest}.safetensors"
+
+
+def _cached(path: Path, key: dict, device) -> tuple[SmallCNN, dict] | None:
+    """The entry at ``path`` if its stored key is ``key``; None (with one line saying why) if it cannot be used."""
+    record = path.with_suffix(".json")
+    if not path.is_file() and not record.is_file():
+        return None
+    try:
+        stored = read_json(record).get("key")
+        if stored != key:
+            changed = sorted(k for k in key if not isinstance(stored, dict) or stored.get(k) != key[k])
+            print(f"note: the cached reference classifier {path.name} was made with other {', '.join(changed)}; "
+                  f"training it again", file=sys.stderr)
+            return None
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's state
+            model = SmallCNN(config=CNNConfig(**json.loads(meta["config"])))
+        model.load_state_dict(weights)
+    except Exception as error:  # a damaged, cut-short or foreign entry is trained again
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        print(f"note: the cached reference classifier {path.name} cannot be read ({reason}); training it again",
+              file=sys.stderr)
+        return None
+    return model.to(device).eval(), {**meta, "path": str(path), "cached": True}
+
+
 def reference_classifier(data: ClassificationData, *, epochs: int = 30, seed: int = 0,
                          device: torch.device | str = "cpu", quiet: bool = True) -> tuple[SmallCNN, dict]:
-    """The cached reference CNN for ``data`` (trained and cached if missing or stale) and its metadata."""
-    digest = data_hash(data)
-    c, h, w = data.train_x.shape[1:]
-    path = cache_dir() / "reference" / f"{slug(data.name)}-{c}x{h}x{w}-{digest[:12]}.safetensors"
-    if path.is_file():
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                weights = {k: f.get_tensor(k) for k in f.keys()}
-            if meta.get("data_hash") == digest and meta.get("reference_version") == REFERENCE_VERSION:
-                with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's state
-                    model = SmallCNN(config=CNNConfig(**json.loads(meta["config"])))
-                model.load_state_dict(weights)
-                return model.to(device).eval(), {**meta, "path": str(path), "cached": True}
-        except Exception:  # a damaged or foreign cache file is simply trained again
-            pass
+    """The cached reference CNN for ``data``, ``epochs`` and ``seed`` (trained and cached if missing, damaged or
+    made with another key: :func:`reference_key`) and its metadata."""
+    key = reference_key(data, epochs=epochs, seed=seed)
+    digest = key["data_hash"]
+    path = cache_path(key)
+    found = _cached(path, key, device)
+    if found is not None:
+        return found
     start = time.perf_counter()
     model, accuracy = train_reference(data, epochs=epochs, seed=seed, device=device, quiet=quiet)
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(model.config).items()}
@@ -139,6 +175,7 @@ def reference_classifier(data: ClassificationData, *, epochs: int = 30, seed: in
             "epochs": str(epochs), "seed": str(seed), "reference_version": REFERENCE_VERSION,
             "train_seconds": f"{time.perf_counter() - start:.2f}", "visionlab": __version__}
     save_weights(path, model.state_dict(), metadata=meta)
+    write_json(path.with_suffix(".json"), {"key": key, "test_accuracy": accuracy})  # last: an entry is whole
     return model, {**meta, "path": str(path), "cached": False}
 
 

@@ -2,16 +2,18 @@
 
 Data flow (design.md): ``shapes`` (or a folder of images and masks) -> images (N, C, H, W) in [0, 1] and masks
 (N, H, W) of class indices -> seeded shuffled batches (optionally flipped and turned, image and mask together) ->
-U-Net -> per-pixel cross-entropy (+ soft Dice) -> AdamW with warm-up then cosine decay -> every epoch, on the test
-split: the confusion matrix over all pixels -> IoU and Dice per class, their means (components/metrics.py).
+U-Net -> per-pixel cross-entropy (+ soft Dice) -> AdamW with warm-up then cosine decay -> every epoch, on the
+validation split (``--val-fraction`` of the training images, seeded): the confusion matrix over all pixels -> IoU and
+Dice per class, their means (components/metrics.py); the best epoch and ``best.safetensors`` are chosen on it. The
+test split is scored once, at the end, with the final and the best weights.
 
 Soft Dice loss (Milletari et al. 2016), per class k over the batch's pixels, with p the softmax and t the one-hot
 truth: 1 - (2 sum p t + 1) / (sum p + sum t + 1), averaged over classes.
 
-A run folder holds ``config.yaml``, ``metrics.jsonl`` (per epoch: loss, mean IoU, mean Dice, pixel accuracy),
-``checkpoint.pt``, ``best.safetensors`` (best mean IoU), ``model.safetensors`` (final), ``model.json``,
-``predictions.png`` (test images | truth | prediction, masks coloured over the image), ``curves.png``,
-``metrics.json`` (per-class IoU and Dice, the confusion matrix) and ``summary.json``.
+A run folder holds ``config.yaml``, ``metrics.jsonl`` (per epoch: loss, validation mean IoU, mean Dice, pixel
+accuracy), ``checkpoint.pt``, ``best.safetensors`` (best validation mean IoU), ``model.safetensors`` (final),
+``model.json``, ``predictions.png`` (test images | truth | prediction, masks coloured over the image), ``curves.png``,
+``metrics.json`` (test split: per-class IoU and Dice, the confusion matrix) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from visionlab.components.metrics import segmentation_confusion, segmentation_scores
+from visionlab.data.classification import validation_split
 from visionlab.data.images import save_image
 from visionlab.data.shapes import SegmentationData, segmentation_data
 from visionlab.models.unet import UNet, unet_config
 from visionlab.opt import SegmentConfig
 from visionlab.trainer.base import (KeepsBest, Trainer, bf16_autocast, lr_lambda, make_run_dir, prepare,
                                     run_training, steps_per_epoch)
-from visionlab.util.checkpoint import save_weights
+from visionlab.util.checkpoint import load_weights, save_weights
 from visionlab.util.distributed import Dist
+from visionlab.util.errors import DataError
 from visionlab.util.io import write_json
 from visionlab.util.plots import curve_figure
 
@@ -89,12 +93,21 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.55) -> 
 
 
 class SegmentTrainer(KeepsBest, Trainer):
-    """Trains a segmentation U-Net; evaluates mean IoU and Dice on the test split every epoch."""
+    """Trains a segmentation U-Net; evaluates mean IoU and Dice on the validation split every epoch, the test split
+    once at the end."""
 
     task = "segment"
 
     def __init__(self, *, config: SegmentConfig, data: SegmentationData, model: UNet, run_dir: Path,
                  device: torch.device, dist: Dist = Dist()):
+        # Images, not classes, are held out (a mask holds several classes): a seeded random share.
+        keep, held = validation_split(torch.zeros(len(data.train_y)), config.val_fraction, seed=config.seed,
+                                      stratify=False)
+        if config.val_fraction and not len(held):
+            raise DataError(f"{data.name}: --val-fraction {config.val_fraction} holds out none of its "
+                            f"{len(data.train_y)} training images; raise it, or pass --val-fraction 0 (no best epoch)")
+        self.val_x, self.val_y = data.train_x[held], data.train_y[held]
+        data = dataclasses.replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep])
         epoch = steps_per_epoch(len(data.train_y), config.batch_size)
         total = config.epochs * epoch
         super().__init__(config=config, run_dir=run_dir, device=device, total_steps=total, eval_every=epoch,
@@ -110,7 +123,7 @@ class SegmentTrainer(KeepsBest, Trainer):
         schedule = lr_lambda(warmup=round(config.warmup_epochs * self.steps_per_epoch), total=total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.autocast = bf16_autocast(config.amp, device)
-        self.best = {"mean_iou": -1.0, "epoch": 0}
+        self.best = {"mean_iou": -1.0, "epoch": 0}  # on the validation split
 
     def train_step(self, step: int) -> dict[str, float]:
         index = self.batch(step)
@@ -143,27 +156,42 @@ class SegmentTrainer(KeepsBest, Trainer):
         self.model.train()
         return torch.cat(out)
 
-    def scores(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        predicted = self.predict(self.data.test_x)
-        confusion = segmentation_confusion(predicted, self.data.test_y, self.data.num_classes)
+    def scores(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        predicted = self.predict(x)
+        confusion = segmentation_confusion(predicted, y, self.data.num_classes)
         return segmentation_scores(confusion), confusion, predicted
 
     def evaluate(self) -> dict[str, float]:
-        scores, _, _ = self.scores()
+        """Validation scores (the test split is scored once, in :meth:`finish`)."""
+        if not len(self.val_y):
+            return {}
+        scores, _, _ = self.scores(self.val_x, self.val_y)
         epoch = math.ceil(self.step / self.steps_per_epoch)
         if scores["mean_iou"] > self.best["mean_iou"]:
             self.best = {"mean_iou": scores["mean_iou"], "epoch": epoch}
             save_weights(self.run_dir / "best.safetensors", self.model.state_dict())
-        return {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
-                "pixel_accuracy": scores["pixel_accuracy"], "best_mean_iou": self.best["mean_iou"]}
+        return {"val_mean_iou": scores["mean_iou"], "val_mean_dice": scores["mean_dice"],
+                "val_pixel_accuracy": scores["pixel_accuracy"], "best_val_mean_iou": self.best["mean_iou"]}
+
+    def best_test_mean_iou(self) -> float | None:
+        """Test mean IoU of ``best.safetensors`` (the best validation epoch's weights), or None without one."""
+        path = self.run_dir / "best.safetensors"
+        if self.best["epoch"] <= 0 or not path.is_file():
+            return None
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(load_weights(path))
+        try:
+            return self.scores(self.data.test_x, self.data.test_y)[0]["mean_iou"]
+        finally:
+            self.model.load_state_dict(current)
 
     def checkpointed(self) -> dict:
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
 
     def finish(self, status: str) -> dict:
-        scores, confusion, predicted = self.scores()
+        scores, confusion, predicted = self.scores(self.data.test_x, self.data.test_y)  # the final weights
         names = self.data.class_names
-        title = f"{self.data.name}: U-Net, mean IoU {scores['mean_iou']:.3f}"
+        title = f"{self.data.name}: U-Net, test mean IoU {scores['mean_iou']:.3f}"
         rows = [torch.cat([overlay(x, torch.zeros_like(m)), overlay(x, m), overlay(x, p)], dim=1)
                 for x, m, p in zip(self.data.test_x[:8], self.data.test_y[:8], predicted[:8])]  # (H, 3 W, 3) each
         grid = torch.cat(rows, dim=0)  # image | truth | prediction, one test image per row
@@ -173,25 +201,31 @@ class SegmentTrainer(KeepsBest, Trainer):
         self.picture("predictions", grid)  # image | truth | prediction overlays
         epochs = [r["step"] / self.steps_per_epoch for r in self.history]
         if self.history:
-            curve_figure(self.run_dir / "curves.png", {
-                "test mean IoU": (epochs, [r["mean_iou"] for r in self.history]),
-                "test mean Dice": (epochs, [r["mean_dice"] for r in self.history]),
-                "train loss (last batch)": (epochs, [r["loss"] for r in self.history])},
-                xlabel="epoch", ylabel="IoU / Dice / loss", title=title)
+            curves = {"train loss (last batch)": (epochs, [r["loss"] for r in self.history])}
+            if len(self.val_y):
+                curves["validation mean IoU"] = (epochs, [r["val_mean_iou"] for r in self.history])
+                curves["validation mean Dice"] = (epochs, [r["val_mean_dice"] for r in self.history])
+            curve_figure(self.run_dir / "curves.png", curves, xlabel="epoch", ylabel="IoU / Dice / loss", title=title)
         save_weights(self.run_dir / "model.safetensors", self.model.state_dict())
         write_json(self.run_dir / "model.json", {
             "task": self.task, "model": "unet", "model_config": dataclasses.asdict(self.model.config),
             "class_names": names, "sample_shape": list(self.data.sample_shape)})
         epochs_done = self.step / self.steps_per_epoch
+        best = self.best["epoch"] > 0
         metrics = {"mean_iou": scores["mean_iou"], "mean_dice": scores["mean_dice"],
                    "pixel_accuracy": scores["pixel_accuracy"],
                    "iou": dict(zip(names, scores["iou"])), "dice": dict(zip(names, scores["dice"])),
                    "chance_mean_iou": chance_mean_iou(self.data),
-                   "best_mean_iou": self.best["mean_iou"], "best_epoch": self.best["epoch"], "epochs": epochs_done,
+                   "weights": "final (model.safetensors)",
+                   "val_mean_iou": self.history[-1].get("val_mean_iou") if self.history else None,
+                   "best_val_mean_iou": self.best["mean_iou"] if best else None,
+                   "best_epoch": self.best["epoch"] if best else None,
+                   "best_test_mean_iou": self.best_test_mean_iou(), "epochs": epochs_done,
                    "train_seconds": self.train_seconds,
                    "seconds_per_epoch": self.train_seconds / max(epochs_done, 1e-9),
                    "parameters": sum(p.numel() for p in self.model.parameters()),
-                   "train_images": len(self.data.train_y), "test_images": len(self.data.test_y), "status": status,
+                   "train_images": len(self.data.train_y), "val_images": len(self.val_y),
+                   "test_images": len(self.data.test_y), "status": status,
                    "confusion": confusion}
         write_json(self.run_dir / "metrics.json", metrics)
         return {k: v for k, v in metrics.items() if k != "confusion"}
