@@ -28,7 +28,8 @@ def main() -> int:
     print(f"visionlab {vl.__version__}: fitting {args.image!r} with {model} (preset {preset!r}) "
           f"on {vl.pick_device(args.device)}")
     try:
-        summary = vl.fit_run(args.image, preset=preset, device=args.device, name=f"demo-{args.image}" + ("" if preset == "demo" else f"-{preset}"))
+        name = f"demo-{args.image}" + ("" if preset == "demo" else f"-{preset}")
+        summary = vl.fit_run(args.image, preset=preset, device=args.device, name=name)
     except VisionlabError as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
