@@ -24,6 +24,7 @@ import visionlab.trainer.fit as fit_task
 import visionlab.trainer.fit_footprint as footprint_module
 from visionlab.cli import main
 from visionlab.models.inr import Siren
+from visionlab.trainer.base import duration
 from visionlab.trainer.fit_footprint import measure
 from visionlab.util.checkpoint import load_state
 from machine import AS_ROOT, fill, small_disk
@@ -211,3 +212,18 @@ def test_a_signal_during_start_up_is_one_line(tmp_path, signum, status, word):
         assert process.returncode == status, (delay, err)
         assert "Traceback" not in err + out and len(lines) == 1 and word in lines[0], (delay, err)
     assert not (tmp_path / "fit").exists()
+
+
+# ---- a long run says how long --------------------------------------------------------------------------------------
+
+def test_a_long_run_says_its_duration_after_its_first_steps(tmp_path, monkeypatch, capfd):
+    """Every trainer: after 5 timed steps, one line with the time left, when that is long (here: anything)."""
+    monkeypatch.setattr("visionlab.trainer.base.LONG_RUN_SECONDS", 0.0)
+    assert main(["train", "ddpm", "--base-channels", "8", "--timesteps", "20", "--batch-size", "8", "--steps", "8",
+                 "--sample-every", "0", "--sample-steps", "2", "--threads", "1", "--out", str(tmp_path)]) == 0
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("diffuse: about")]
+    assert len(lines) == 1 and "for the 3 steps left" in lines[0] and "s per step so far" in lines[0], lines
+
+
+def test_durations_read_as_a_person_says_them():
+    assert [duration(s) for s in (0.414, 45, 720, 27_600)] == ["0.41 s", "45 s", "12 min", "7 h 40 min"]
