@@ -129,11 +129,14 @@ def markdown(result: dict) -> str:
             over = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in c["overrides"].items())
             lines.append(f"| {over}{mark} | {value} | {best} | {c['parameters']:,} | {c['train_seconds']:.1f} |")
         if chosen:
-            top = chosen[score]
-            if score == "val_accuracy":
-                near = [c for c in cells if c is not chosen and top - c[score] <= 1.0 / n_val + 1e-9]
-                lines += ["", f"{n_val} validation examples: one example is {1 / n_val:.2%}. "
-                              f"{len(near)} other cell(s) within one validation example of the chosen one."]
+            if score == "val_accuracy":  # counted in examples wrong: the scores are float32 shares
+                wrong = {cell_key(recipe, c["overrides"]): round((1 - c[score]) * n_val) for c in cells}
+                mine = wrong[cell_key(recipe, chosen["overrides"])]
+                others = [k for k in wrong if k != cell_key(recipe, chosen["overrides"])]
+                tied = sum(wrong[k] == mine for k in others)
+                near = sum(wrong[k] == mine + 1 for k in others)
+                lines += ["", f"{n_val} validation examples (one is {1 / n_val:.2%}); the chosen cell gets {mine} "
+                              f"wrong: {tied} other cell(s) tie with it, {near} more get one more wrong."]
             tests = ", ".join(f"{k} {v:.4f}" if "iou" in k or "dice" in k else f"{k} {v:.2%}"
                               for k, v in block["test_of_chosen"].items() if v is not None)
             lines += ["", f"Chosen: {', '.join(f'{k} {v}' for k, v in chosen['overrides'].items())}; its test "
