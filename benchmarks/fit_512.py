@@ -8,7 +8,8 @@ Each image is fitted at its own size (no resize) three ways, each through ``visi
 
 - **fast**: ``visionlab fit IMAGE --preset fast --threads 2`` (the hash grid, manager.py), run to its end;
 - **SIREN + EVOS**: ``--preset paper`` without its resize (SIREN 3x256, EVOS step-wise from r = 0.2, 5,000 steps: the
-  EVOS paper's last row) on ``--siren-threads`` threads (1), stopped after ``--budget`` seconds of training (30 minutes);
+  EVOS paper's last row) on ``--siren-threads`` threads (1), stopped after ``--budget`` seconds of training
+  (30 minutes);
 - **SIREN full**: ``--preset paper-full`` (every pixel, every step), the same budget.
 
 Runs live in ``--runs`` (``runs/bench-fit512``); rerunning continues them: a stopped run resumes from its checkpoint
