@@ -13,7 +13,7 @@ skip it), but this script never reads those numbers for a cell that was not chos
 scores only, and the chosen cell's test score is read from its run folder once, after the choice.
 ``moving-digits-frame-vit`` (the single-frame control) is not searched: it takes the ViViT recipe's shared settings.
 
-    taskset -c 1 python benchmarks/recipe_search.py     # ~22 minutes on one quiet thread; resumable
+    taskset -c 1 python benchmarks/recipe_search.py     # ~12 minutes on one thread; resumable
     python benchmarks/recipe_search.py --only digits-vit  # one recipe's grid
 
 Writes results/recipe_search.{json,md}; run folders go to runs/recipe_search/ (not committed). A cell already in
