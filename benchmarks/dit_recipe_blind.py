@@ -25,6 +25,7 @@ import numpy as np
 
 import visionlab as vl
 from visionlab.trainer.generative import generative_data
+from visionlab.util.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path("runs") / "dit-blind"  # relative to the project, as the results record it
@@ -52,17 +53,17 @@ def training_digits() -> None:
              class_names=np.array(list(data.class_names)))
 
 
-def train(name: str, options: dict, threads: int) -> Path:
-    run = OUT / "diffuse" / name
+def train(run: Path, options: dict, threads: int) -> None:
+    """Train the candidate whose run folder is ``run`` (its name is the folder's), or finish it; nothing if done."""
     summary = run / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
-        return run
-    common = {"data": str(DATA), "image_size": 16, "threads": threads, "quiet": True, "out": str(OUT), "name": name}
+        return
+    common = {"data": str(DATA), "image_size": 16, "threads": threads, "quiet": True, "out": str(OUT),
+              "name": run.name}
     if (run / "checkpoint.pt").is_file():
         vl.diffuse(resume=run, threads=threads, quiet=True)
     else:
         vl.diffuse("dit", recipe="digits-dit", **common, **options)
-    return run
 
 
 def main() -> None:
@@ -76,11 +77,10 @@ def main() -> None:
     for name, (what, options) in CANDIDATES.items():
         run = OUT / "diffuse" / name
         judged = sorted(run.glob("evaluation-samples-ddim-50-*-n500-seed0.json"))  # DDIM, 50 steps, 500 samples
-        if args.only and name not in args.only:  # another process's candidate: in the table once it is judged
-            if not judged:
-                continue
-        else:
-            run = train(name, options, args.threads)
+        if not args.only or name in args.only:
+            train(run, options, args.threads)
+        elif not judged:  # another process's candidate: in the table once it is judged
+            continue
         metrics = json.loads(judged[0].read_text()) if judged else \
             vl.evaluate_samples(run, num=500, steps=50, threads=args.threads, quiet=True)
         train_seconds = json.loads((run / "summary.json").read_text())["train_seconds"]
@@ -88,12 +88,12 @@ def main() -> None:
                      "fid_ratio": metrics["fid_ratio"], "class_accuracy": metrics.get("class_accuracy"),
                      "train_seconds": train_seconds})
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dit_recipe_blind.json").write_text(json.dumps({"data": str(DATA), "rows": rows}, indent=2) + "\n")
+    write_json(RESULTS / "dit_recipe_blind.json", {"data": str(DATA), "rows": rows})  # atomic: --only runs in parallel
     lines = ["| training (DiT, digits' training images only) | validation FID | / floor | the digit asked for | "
              "training (s) |", "|---|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['fid']:.2f} | {r['fid_ratio']:.2f} | {r['class_accuracy']:.1%} | "
               f"{r['train_seconds']:.0f} |" for r in rows]
-    (RESULTS / "dit_recipe_blind.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "dit_recipe_blind.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

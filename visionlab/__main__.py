@@ -26,9 +26,7 @@ def main() -> int:
 
     def on_signal(signum, frame):
         received.append(signum)
-        if signum == signal.SIGTERM:
-            terminate(signum, frame)
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
