@@ -41,6 +41,7 @@ LAZY_ALLOWED = {
     "scipy": "SciPy's linalg and stats cost every 'import visionlab' ~0.3-0.5 s; only FID and Box-Cox need them",
     "torch.utils.tensorboard": "TensorBoard is an optional extra: runs work without it",
     "tensorboard": "TensorBoard is an optional extra: runs work without it",
+    "torch.utils.cpp_extension": "the extension builder (setuptools, ninja) is needed only to build a native kernel",
 }
 
 # The one import of the package itself that sits inside a function, pointing down: the entry point imports the

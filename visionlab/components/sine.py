@@ -17,17 +17,42 @@ FINER's ``sin(omega_0 (|z| + 1) z)`` with (|z| + 1) treated as a constant scale 
 same way: with a = omega_0 (|z| + 1), y = sin(a z) and dL/dz = dL/dy cos(a z) a.
 
 Under ``torch.autocast`` (bf16 on CPUs with AVX512-BF16 / AMX, and on CUDA) the two matrix products run in the
-autocast dtype, as ``nn.Linear`` would; the sine and cosine are computed on that product. Written by hand because
-no library offers a fused SIREN layer for the CPU. ``torch.compile`` of the plain layers (measured on this CPU, one
-thread, 65,536 points in chunks: 0.60 s per fp32 step against 0.62 s for this layer, 0.32 s in bf16 against 0.32 s,
-after 9 to 16 s of compilation) gains nothing here, so the fit has no ``--compile``.
+autocast dtype, as ``nn.Linear`` would; the sine and cosine are computed on that product.
+
+On the CPU in fp32 the layer runs a native kernel (``sine_kernel.cpp``, compiled once per machine by
+:mod:`visionlab.util.native`): the products on 512-row blocks whose output stays in cache, and after each one
+vectorised loop that adds the bias and computes sin and cos from one range reduction (backward: dL/dz and the bias
+sum in one pass). On one thread of this lab's CPU it takes the SIREN 3x256 step at 65,536 points from 0.63 s to
+0.49 s (``benchmarks/fit_step.py``). Elsewhere (CUDA, bf16, float64, no compiler, ``VISIONLAB_NATIVE=0``) the
+PyTorch path below computes the same. Written by hand because no library offers a fused SIREN layer for the CPU
+(oneDNN's post-ops have no sine); ``torch.compile`` of the plain layers fuses the element-wise work but calls the
+same products (4-6 % faster than the PyTorch path here, after 5 to 16 s of compilation), so the fit has no
+``--compile``.
 Shape legend: N points, I input features, W output features (width).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import torch
 from torch import nn
+
+from visionlab.util import native
+
+KERNEL = "sine"
+KERNEL_SOURCE = Path(__file__).with_name("sine_kernel.cpp")
+
+
+def kernel(announce: Callable[[str], None] | None = None):
+    """The compiled CPU kernel, built on first use; None where it cannot be (the PyTorch path runs)."""
+    return native.load(KERNEL, KERNEL_SOURCE, announce=announce)
+
+
+def kernel_status() -> str:
+    """Which path the CPU's fp32 sine layers take: ``native (...)`` or ``pytorch (why)``."""
+    return native.describe(KERNEL)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -42,6 +67,7 @@ class _SineLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega0: float, finer: bool):
         dtype = _autocast_dtype(x.device.type) or x.dtype
         x, w, b = x.to(dtype), weight.to(dtype), bias.to(dtype)
+        ctx.param_dtype = weight.dtype
         with torch.autocast(x.device.type, enabled=False):
             z = torch.addmm(b, x, w.t())  # (N, W): z = W' x + b' (SIREN: omega_0 is already in W' and b')
             if finer:  # a = omega_0 (|z| + 1), y = sin(a z), dy/dz = cos(a z) a
@@ -53,7 +79,6 @@ class _SineLinear(torch.autograd.Function):
                 y = torch.sin(z)
                 slope = z.cos_()
         ctx.save_for_backward(x, w, slope)
-        ctx.param_dtype = weight.dtype
         return y
 
     @staticmethod
@@ -67,11 +92,64 @@ class _SineLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+class _SineStack(torch.autograd.Function):
+    """The native kernel's stack of sine layers, (N, I) -> (N, W), and, with ``head``, the linear output layer after
+    it, -> (N, C); parameters w'_0, b'_0, w'_1, b'_1, ... (then the head's weight and bias)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, compiled, omegas: list[float], finer: bool, head: bool, *params: torch.Tensor):
+        params = [p.contiguous() for p in params]
+        stack, out = (params[:-2], params[-2:]) if head else (params, [])
+        ws = stack[0::2]
+        y, *kept = compiled.forward(x, ws, stack[1::2], omegas, finer, True, out)  # y, the layers' inputs, slopes
+        ctx.save_for_backward(x, *kept, *ws, *out[:1])
+        ctx.sizes, ctx.compiled = (len(kept) - len(ws), len(ws)), compiled
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (a, n), saved = ctx.sizes, ctx.saved_tensors
+        x, inputs, slopes = saved[0], saved[1:1 + a], saved[1 + a:1 + a + n]
+        ws, out = saved[1 + a + n:1 + a + 2 * n], saved[1 + a + 2 * n:]
+        grad_x, *grads = ctx.compiled.backward(grad.float().contiguous(), x, list(inputs), list(slopes), list(ws),
+                                               ctx.needs_input_grad[0], list(out))
+        per_param = [g for pair in zip(grads[:n], grads[n:2 * n]) for g in pair]  # dL/dW'_0, dL/db'_0, ...
+        return (grad_x, None, None, None, None, *per_param, *grads[2 * n:])
+
+
+def sine_stack(x: torch.Tensor, linears: list[nn.Linear], omegas: list[float], finer: bool,
+               head: nn.Linear | None = None) -> torch.Tensor | None:
+    """Sine layers one after another, ``sin(omega_l (linear_l(.)))`` (FINER's with ``finer``), then ``head`` if
+    given, by the native kernel: (N, I) -> (N, W) or (N, C); None where it cannot run them (not fp32 on the CPU,
+    under autocast, no kernel), and the caller runs its layers one by one."""
+    every = [*linears, *([head] if head is not None else [])]
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu") \
+            or any(linear.weight.dtype != torch.float32 or linear.bias is None for linear in every):
+        return None
+    compiled = kernel()
+    if compiled is None:
+        return None
+    params = []
+    for linear, omega0 in zip(linears, omegas):  # SIREN: omega_0 moves into W' and b'; FINER needs it apart
+        params += [linear.weight, linear.bias] if finer else [linear.weight * omega0, linear.bias * omega0]
+    if head is not None:
+        params += [head.weight, head.bias]
+    x, omegas = x.contiguous(), [float(o) for o in omegas]
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        return _SineStack.apply(x, compiled, omegas, finer, head is not None, *params)
+    with torch.no_grad():  # no backward: nothing kept but the output
+        params = [p.contiguous() for p in params]
+        stack, out = (params[:-2], params[-2:]) if head is not None else (params, [])
+        return compiled.forward(x, stack[0::2], stack[1::2], omegas, finer, False, out)[0]
+
+
 def sine_linear(x: torch.Tensor, linear: nn.Linear, omega0: float) -> torch.Tensor:
     """SIREN's ``sin(omega_0 (linear(x)))``, fused: (N, I) -> (N, W)."""
-    return _SineLinear.apply(x, linear.weight * omega0, linear.bias * omega0, omega0, False)
+    y = sine_stack(x, [linear], [omega0], False)
+    return y if y is not None else _SineLinear.apply(x, linear.weight * omega0, linear.bias * omega0, omega0, False)
 
 
 def finer_linear(x: torch.Tensor, linear: nn.Linear, omega0: float) -> torch.Tensor:
     """FINER's ``sin(omega_0 (|z| + 1) z)``, z = linear(x), fused: (N, I) -> (N, W)."""
-    return _SineLinear.apply(x, linear.weight, linear.bias, omega0, True)
+    y = sine_stack(x, [linear], [omega0], True)
+    return y if y is not None else _SineLinear.apply(x, linear.weight, linear.bias, omega0, True)

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from visionlab.components.sine import finer_linear, sine_linear
+from visionlab.components.sine import finer_linear, sine_linear, sine_stack
 from visionlab.models.hashgrid import HashGrid
 from visionlab.util.precision import full_precision
 
@@ -47,8 +47,17 @@ def fp32_ends(layers: nn.Sequential, head: nn.Module, coords: torch.Tensor) -> t
         return head(x.float())  # (N, C)
 
 
+def hooked(layers: nn.Module) -> bool:
+    """Whether a forward hook waits on ``layers`` or a module in them (the native stack would not call it)."""
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in layers.modules())
+
+
 class SineLayer(nn.Module):
     """Linear layer followed by sin(omega_0 * (W x + b)), SIREN's building block."""
+
+    finer = False  # the native kernel's flag for this activation (components/sine.py)
 
     def __init__(self, in_features: int, out_features: int, *, omega0: float = 30.0, is_first: bool = False):
         super().__init__()
@@ -74,6 +83,8 @@ class SineLayer(nn.Module):
 
 class FinerLayer(SineLayer):
     """FINER's variable-periodic sine, sin(omega_0 (|z| + 1) z)."""
+
+    finer = True
 
     def __init__(self, in_features: int, out_features: int, *, omega0: float = 30.0, is_first: bool = False,
                  first_bias_scale: float = 1.0):
@@ -126,7 +137,12 @@ class Siren(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """(N, D_in) coordinates in [-1, 1] -> (N, C) values."""
-        return fp32_ends(self.net, self.head, coords)
+        out = None if hooked(self) else sine_stack(coords, [layer.linear for layer in self.net],
+                                                   [layer.omega0 for layer in self.net], self.layer_cls.finer,
+                                                   head=self.head)
+        if out is None:  # not fp32 on the CPU (bf16 autocast, CUDA, float64), no native kernel, or hooks to call
+            return fp32_ends(self.net, self.head, coords)
+        return out
 
 
 class Finer(Siren):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -44,16 +43,11 @@ from visionlab.models.cnn import CNNConfig, SmallCNN
 from visionlab.trainer.generative import Drawing, to_model
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.errors import DataError
-from visionlab.util.io import read_json, slug, write_json
+from visionlab.util.io import cache_dir, read_json, slug, write_json
 from visionlab.util.version import __version__
 
 REFERENCE_VERSION = "1"  # bump when the classifier or its training changes: cached ones are then retrained
 CONFIDENT = 0.9  # a sample is "recognised" when the top class has a probability above this
-
-
-def cache_dir() -> Path:
-    """``$VISIONLAB_CACHE`` or ``~/.cache/visionlab``."""
-    return Path(os.environ.get("VISIONLAB_CACHE") or Path.home() / ".cache" / "visionlab")
 
 
 def data_hash(data: ClassificationData) -> str:

@@ -22,6 +22,12 @@ from visionlab.util.errors import DataError
 from visionlab.util.failures import check_writable, disk_is_full, no_space
 
 
+def cache_dir() -> Path:
+    """Where visionlab keeps what it builds once per machine (reference classifiers, compiled kernels):
+    ``$VISIONLAB_CACHE`` or ``~/.cache/visionlab``."""
+    return Path(os.environ.get("VISIONLAB_CACHE") or Path.home() / ".cache" / "visionlab")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``, on failure remove it."""

@@ -1,0 +1,286 @@
+// visionlab's fused sine layers for the CPU: a stack of layers y = sin(v), v = x W'^T + b' (SIREN), or y = sin(a v)
+// with a = omega_0 (|v| + 1) (FINER), then optionally a linear head, forward and backward; compiled once per machine
+// by visionlab/util/native.py.
+//
+// Why C++: the layers' matrix products already run near the core's rate (MKL / oneDNN through at::mm_out), but in
+// PyTorch each element-wise step around them (the bias copy, sin, cos, the gradient's product with cos, the bias
+// sum) is one more pass over an (N, W) array in memory, torch.sin and torch.cos each do their own range reduction,
+// and autograd keeps two (N, W) arrays a layer (its input and cos) for backward. Here a block of kRows rows goes
+// through every layer while it stays in the core's L2 cache:
+//
+// - forward: each layer's product, then one vectorised loop that adds the bias, keeps v (the one array a layer
+//   keeps for backward) and writes sin(v) into a block buffer, the next layer's input;
+// - backward, from the head down: one loop computes sin and cos of the layer below's v from one range reduction
+//   (its sine is the layer's input, bit for bit what forward computed, its cosine the slope), another forms
+//   dL/dv = dL/dy cos(v) and sums it into dL/db'; then dL/dW' += dL/dv^T x and dL/dx = dL/dv W', the layer below's
+//   dL/dy, still in cache.
+//
+// Keeping v alone halves the memory a training step writes and reads back (a step keeps every chunk's arrays until
+// its backward), for one more sine and cosine a layer in backward. No library offers a matrix product with a sine
+// epilogue on the CPU (oneDNN's post-ops have no sine), hence this file.
+//
+// The sine and cosine: u = k pi/2 + r with k = rint(2 u / pi) and r in [-pi/4, pi/4] (pi/2 split in three parts,
+// Cody and Waite, so that k pi/2 is exact to |k| < 2^16), then the minimax polynomials of Cephes' sinf / cosf on r,
+// and the quadrant k mod 4 swaps and negates them: about 1 ulp for |u| < 65536; a row holding a larger |u| is
+// computed with std::sin / std::cos instead. Written with explicit fused multiply-adds and built with
+// -ffp-contract=off, so that forward's sine and backward's recomputation are the same operations.
+//
+// Shapes: N rows (points), I input features, W output features (width), C outputs of the head, m rows of a block.
+// Only float32, contiguous, CPU.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kRows = 512;           // rows per block: a (512, 256) float block is 512 KiB, in L2 with its peers
+constexpr float kReducedMax = 65536.0f;  // from this |u| on the three-part reduction loses bits: std::sin instead
+
+// One row of n values: v = in (+ b with kBias), u = v (SIREN) or a v with a = omega0 (|v| + 1) (FINER);
+// s_out = sin(u) with kSin, c_out = cos(u) (SIREN) or cos(u) a (FINER) with kCos. Returns max |u| so that the
+// caller can redo a row beyond the reduction's range with redo_row.
+template <bool kFiner, bool kBias, bool kSin, bool kCos>
+float sincos_row(const float* __restrict in, const float* __restrict b, float* __restrict s_out,
+                 float* __restrict c_out, float omega0, int64_t n) {
+  const float two_over_pi = 0.636619772367581343f;
+  const float p1 = 1.5703125f, p2 = 4.837512969970703125e-4f, p3 = 7.54978995489188216e-8f;  // pi/2 = p1 + p2 + p3
+  float umax = 0.0f;
+#pragma omp simd reduction(max : umax)
+  for (int64_t i = 0; i < n; ++i) {
+    float v = in[i];
+    if (kBias) v = v + b[i];
+    float a = 1.0f, u = v;
+    if (kFiner) {
+      a = omega0 * (std::fabs(v) + 1.0f);
+      u = a * v;
+    }
+    umax = std::max(umax, std::fabs(u));
+    const float k = __builtin_rintf(u * two_over_pi);
+    const int32_t q = static_cast<int32_t>(k);
+    const float r = std::fma(-k, p3, std::fma(-k, p2, std::fma(-k, p1, u)));
+    const float r2 = r * r;
+    const float ps = std::fma(std::fma(-1.9515295891e-4f, r2, 8.3321608736e-3f), r2, -1.6666654611e-1f);
+    const float sr = std::fma(r * r2, ps, r);  // sin(r)
+    const float pc = std::fma(std::fma(2.443315711809948e-5f, r2, -1.388731625493765e-3f), r2, 4.166664568298827e-2f);
+    const float cr = std::fma(r2 * r2, pc, std::fma(-0.5f, r2, 1.0f));  // cos(r)
+    if (kSin) {  // sin(r + k pi/2) by the quadrant k mod 4
+      const float s = (q & 1) ? cr : sr;
+      s_out[i] = (q & 2) ? -s : s;
+    }
+    if (kCos) {
+      const float c = (q & 1) ? sr : cr;
+      c_out[i] = (((q + 1) & 2) ? -c : c) * a;
+    }
+  }
+  return umax;
+}
+
+// The same row (v = in + b) with std::sin / std::cos.
+void redo_row(const float* in, const float* b, float* s_out, float* c_out, bool finer, float omega0, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float a = 1.0f, u = in[i] + b[i];
+    if (finer) {
+      a = omega0 * (std::fabs(u) + 1.0f);
+      u = a * u;
+    }
+    s_out[i] = std::sin(u);
+    if (c_out != nullptr) c_out[i] = std::cos(u) * a;
+  }
+}
+
+// The loop over a block after its product z (m, W): y = sin(u) into y and, unless slope is null, the slope
+// cos(u) (SIREN) or cos(u) a (FINER) into slope.
+void activate_block(const float* z, const float* b, float* y, float* slope, bool finer, float omega0, int64_t m,
+                    int64_t width) {
+  at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* zi = z + i * width;
+      float* yi = y + i * width;
+      float* ci = slope == nullptr ? nullptr : slope + i * width;
+      float umax;
+      if (ci != nullptr) {
+        umax = finer ? sincos_row<true, true, true, true>(zi, b, yi, ci, omega0, width)
+                     : sincos_row<false, true, true, true>(zi, b, yi, ci, omega0, width);
+      } else {
+        umax = finer ? sincos_row<true, true, true, false>(zi, b, yi, nullptr, omega0, width)
+                     : sincos_row<false, true, true, false>(zi, b, yi, nullptr, omega0, width);
+      }
+      if (umax >= kReducedMax) redo_row(zi, b, yi, ci, finer, omega0, width);  // NaN and inf give NaN either way
+    }
+  });
+}
+
+// dL/dv = dL/dy slope over the columns [c0, c1) of m rows, into gz, and summed over the rows into gb.
+void times_slope(const float* g, const float* slope, float* gz, float* gb, int64_t m, int64_t w, int64_t c0,
+                 int64_t c1) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float* __restrict gi = g + i * w;
+    const float* __restrict si = slope + i * w;
+    float* __restrict zi = gz + i * w;
+    float* __restrict bi = gb;
+#pragma omp simd
+    for (int64_t j = c0; j < c1; ++j) {
+      const float d = gi[j] * si[j];
+      zi[j] = d;
+      bi[j] += d;
+    }
+  }
+}
+
+void check(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous(), name,
+              " must be a contiguous float32 CPU tensor");
+}
+
+// A (rows, cols) view of the first rows * cols floats of a flat buffer.
+torch::Tensor block(const torch::Tensor& flat, int64_t rows, int64_t cols) {
+  return flat.narrow(0, 0, rows * cols).view({rows, cols});
+}
+
+// The layers' widths, checked against x (N, I), the weights (W_l, I_l), the biases (W_l,) and the head (C, W), (C,).
+int64_t check_stack(const torch::Tensor& x, const std::vector<torch::Tensor>& ws, const std::vector<torch::Tensor>& bs,
+                    const std::vector<double>& omegas, const std::vector<torch::Tensor>& head) {
+  TORCH_CHECK(!ws.empty() && bs.size() == ws.size() && omegas.size() == ws.size(),
+              "one weight, bias and omega_0 per layer");
+  check(x, "x");
+  TORCH_CHECK(x.dim() == 2, "x must be (N, I)");
+  int64_t in = x.size(1), widest = in;
+  for (size_t l = 0; l < ws.size(); ++l) {
+    check(ws[l], "weight"), check(bs[l], "bias");
+    TORCH_CHECK(ws[l].dim() == 2 && ws[l].size(1) == in && bs[l].numel() == ws[l].size(0), "layer ", l,
+                ": weight (W, I) and bias (W,) do not match its input of ", in, " features");
+    in = ws[l].size(0);
+    widest = std::max(widest, in);
+  }
+  TORCH_CHECK(head.empty() || head.size() == 2, "head: a weight and a bias, or nothing");
+  if (!head.empty()) {
+    check(head[0], "head weight"), check(head[1], "head bias");
+    TORCH_CHECK(head[0].dim() == 2 && head[0].size(1) == in && head[1].numel() == head[0].size(0),
+                "head: weight (C, W) and bias (C,) do not match the last layer's ", in, " features");
+  }
+  return widest;
+}
+
+}  // namespace
+
+// Forward: x (N, I) through the layers l = 0..L-1 (weights ws[l] (W_l, I_l), biases bs[l] (W_l,)), then the head
+// (weight (C, W), bias (C,)) if given. Returns [y (N, C) or (N, W)] and, with keep, what backward needs: the inputs
+// of layers 1..L-1 and of the head (N, W_l) each, then each layer's slope (N, W_l).
+std::vector<torch::Tensor> forward(torch::Tensor x, std::vector<torch::Tensor> ws, std::vector<torch::Tensor> bs,
+                                   std::vector<double> omegas, bool finer, bool keep, std::vector<torch::Tensor> head) {
+  const int64_t widest = check_stack(x, ws, bs, omegas, head);
+  const int64_t layers = static_cast<int64_t>(ws.size()), n = x.size(0), last_width = ws.back().size(0);
+  const bool has_head = !head.empty();
+  auto options = x.options();
+  auto y = torch::empty({n, has_head ? head[0].size(0) : last_width}, options);
+  std::vector<torch::Tensor> inputs, slopes;  // kept for backward
+  for (int64_t l = 0; keep && l < layers; ++l) {
+    if (l > 0) inputs.push_back(torch::empty({n, ws[l].size(1)}, options));
+    slopes.push_back(torch::empty({n, ws[l].size(0)}, options));
+  }
+  if (keep && has_head) inputs.push_back(torch::empty({n, last_width}, options));
+  const int64_t rows = std::min(kRows, n);
+  auto scratch = torch::empty({3, rows * widest}, options);  // z, and without keep two activations ping-pong
+  for (int64_t r0 = 0; r0 < n; r0 += kRows) {
+    const int64_t m = std::min(kRows, n - r0);
+    torch::Tensor h = x.narrow(0, r0, m);  // the block's input to layer l, (m, I_l)
+    for (int64_t l = 0; l < layers; ++l) {
+      const int64_t width = ws[l].size(0);
+      torch::Tensor z = block(scratch[0], m, width);
+      at::mm_out(z, h, ws[l].t());  // z = x W'^T, (m, W_l)
+      torch::Tensor out = (l == layers - 1 && !has_head) ? y.narrow(0, r0, m)
+                          : keep ? inputs[l].narrow(0, r0, m)
+                                 : block(scratch[1 + l % 2], m, width);
+      activate_block(z.data_ptr<float>(), bs[l].data_ptr<float>(), out.data_ptr<float>(),
+                     keep ? slopes[l].data_ptr<float>() + r0 * width : nullptr, finer,
+                     static_cast<float>(omegas[l]), m, width);
+      h = out;
+    }
+    if (has_head) {
+      auto yb = y.narrow(0, r0, m);
+      at::addmm_out(yb, head[1], h, head[0].t());  // (m, C) = h W_h^T + b_h
+    }
+  }
+  std::vector<torch::Tensor> result{y};
+  result.insert(result.end(), inputs.begin(), inputs.end());
+  result.insert(result.end(), slopes.begin(), slopes.end());
+  return result;
+}
+
+// Backward: dL/dy (N, C) or (N, W), the stack's input x (N, I), the inputs and slopes forward kept, the weights
+// (and the head's weight, if forward had a head). Returns [dL/dx (N, I), or an undefined tensor unless need_grad_x,
+// dL/dW'_l ..., dL/db'_l ..., then the head's dL/dW_h and dL/db_h].
+std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor x, std::vector<torch::Tensor> inputs,
+                                    std::vector<torch::Tensor> slopes, std::vector<torch::Tensor> ws,
+                                    bool need_grad_x, std::vector<torch::Tensor> head) {
+  const int64_t layers = static_cast<int64_t>(ws.size()), n = x.size(0);
+  const bool has_head = !head.empty();
+  TORCH_CHECK(static_cast<int64_t>(inputs.size()) == layers - 1 + has_head &&
+              static_cast<int64_t>(slopes.size()) == layers, "backward needs what forward kept");
+  check(grad, "grad"), check(x, "x");
+  for (const auto& t : inputs) check(t, "input");
+  for (const auto& t : slopes) check(t, "slope");
+  auto options = x.options();
+  int64_t widest = x.size(1);
+  std::vector<torch::Tensor> grad_w, grad_b;
+  for (int64_t l = 0; l < layers; ++l) {
+    check(ws[l], "weight");
+    grad_w.push_back(torch::zeros_like(ws[l]));
+    grad_b.push_back(torch::zeros({ws[l].size(0)}, options));
+    widest = std::max(widest, ws[l].size(0));
+  }
+  torch::Tensor head_w, head_b;
+  if (has_head) head_w = torch::zeros_like(head[0]), head_b = torch::zeros({head[0].size(0)}, options);
+  auto grad_x = need_grad_x ? torch::empty_like(x) : torch::Tensor();
+  const int64_t rows = std::min(kRows, n);
+  auto scratch = torch::empty({2, rows * widest}, options);  // one block's dL/dv, and the layer below's dL/dy
+  for (int64_t r0 = 0; r0 < n; r0 += kRows) {
+    const int64_t m = std::min(kRows, n - r0);
+    torch::Tensor g = grad.narrow(0, r0, m);  // dL/dy of layer l's output, (m, W_l)
+    if (has_head) {  // dL/db_h, dL/dW_h += dL/dy^T h, and dL/dh = dL/dy W_h, the top layer's dL/dy
+      const int64_t outs = head[0].size(0), top = head[0].size(1);
+      const float* gp = g.data_ptr<float>();
+      float* hb = head_b.data_ptr<float>();
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < outs; ++j) hb[j] += gp[i * outs + j];
+      head_w.addmm_(g.t(), inputs[layers - 1].narrow(0, r0, m));
+      torch::Tensor gh = block(scratch[1], m, top);
+      at::mm_out(gh, g, head[0]);
+      g = gh;
+    }
+    for (int64_t l = layers - 1; l >= 0; --l) {
+      const int64_t width = ws[l].size(0), in = ws[l].size(1);
+      torch::Tensor gz = block(scratch[0], m, width);
+      const float* gp = g.data_ptr<float>();
+      const float* sp = slopes[l].data_ptr<float>() + r0 * width;
+      float* zp = gz.data_ptr<float>();
+      float* gbp = grad_b[l].data_ptr<float>();
+      // threads split the columns, so that each bias sum is added in the same order whatever the thread count
+      at::parallel_for(0, width, 64, [&](int64_t c0, int64_t c1) { times_slope(gp, sp, zp, gbp, m, width, c0, c1); });
+      const torch::Tensor xl = l == 0 ? x.narrow(0, r0, m) : inputs[l - 1].narrow(0, r0, m);
+      grad_w[l].addmm_(gz.t(), xl);  // dL/dW'_l += dL/dv^T x_l, (W_l, I_l)
+      if (l > 0) {
+        g = block(scratch[1], m, in);
+        at::mm_out(g, gz, ws[l]);  // dL/dx_l = dL/dv W'_l: layer l-1's dL/dy, (m, I_l)
+      } else if (need_grad_x) {
+        auto gxb = grad_x.narrow(0, r0, m);
+        at::mm_out(gxb, gz, ws[0]);
+      }
+    }
+  }
+  std::vector<torch::Tensor> result{grad_x};
+  result.insert(result.end(), grad_w.begin(), grad_w.end());
+  result.insert(result.end(), grad_b.begin(), grad_b.end());
+  if (has_head) result.push_back(head_w), result.push_back(head_b);
+  return result;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "a stack of fused sine layers (and a linear head), forward");
+  m.def("backward", &backward, "a stack of fused sine layers (and a linear head), backward");
+}
