@@ -34,6 +34,11 @@ Interface, in the order the trainer calls it each step (every hook but ``select`
 5. ``observe(step, indices, coords_grad)``, only for selectors with ``wants_coordinate_grad``: after ``backward``, the
    gradient of the loss w.r.t. the selected coordinates (soft mining moves its samples with it).
 
+``couples_rows(step)`` says, before the forward, whether the step's loss needs the whole prediction in one autograd
+graph (weights or an extra term from 3 or 4). Where it does not, the trainer runs forward and backward one chunk of
+samples at a time, so that each chunk's activations are still in cache for its backward, and calls ``extra_loss``
+with the detached prediction afterwards (EVOS's fitness is read there); it must then return None.
+
 Shape legend: N samples, n selected, C channels, H, W, T; steps t are 0-based in the code unless said otherwise.
 """
 
@@ -166,6 +171,12 @@ class Sampler:
     def select(self, step: int) -> torch.Tensor | None:
         """The (n,) sample indices to train at ``step``, or None for every sample."""
         raise NotImplementedError
+
+    def couples_rows(self, step: int) -> bool:
+        """Whether this step's ``loss_weights`` or ``extra_loss`` may give something (then the loss couples the
+        rows: one graph for the whole prediction). A selector that overrides either says when, or always."""
+        cls = type(self)
+        return cls.loss_weights is not Sampler.loss_weights or cls.extra_loss is not Sampler.extra_loss
 
     def loss_weights(self, step: int, indices: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
         """(n,) detached weights of each selected sample's squared error, from its (n, C) prediction; None: MSE."""

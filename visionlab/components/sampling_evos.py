@@ -89,6 +89,9 @@ class EvosSampler(TargetSampler):
         mutants = rest[self.uniform(rest.shape[0], mutate).to(rest.device)]
         return torch.cat([self.order[:keep], mutants])  # (K + M,)
 
+    def couples_rows(self, step: int) -> bool:
+        return step < self.cfs_steps  # the Laplacian term; the fitness reads the detached prediction
+
     def extra_loss(self, step: int, indices: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
         if indices is None:
             self._evaluate(step, pred.detach())

@@ -19,27 +19,45 @@
 // its backward), for one more sine and cosine a layer in backward. No library offers a matrix product with a sine
 // epilogue on the CPU (oneDNN's post-ops have no sine), hence this file.
 //
-// The sine and cosine: u = k pi/2 + r with k = rint(2 u / pi) and r in [-pi/4, pi/4] (pi/2 split in three parts,
-// Cody and Waite, so that k pi/2 is exact to |k| < 2^16), then the minimax polynomials of Cephes' sinf / cosf on r,
-// and the quadrant k mod 4 swaps and negates them: about 1 ulp for |u| < 65536; a row holding a larger |u| is
-// computed with std::sin / std::cos instead. Written with explicit fused multiply-adds and built with
-// -ffp-contract=off, so that forward's sine and backward's recomputation are the same operations.
+// The sine and cosine: u = k pi + r with k = rint(u / pi) and r in [-pi/2, pi/2] (pi split in three parts, Cody
+// and Waite, so that k pi is exact to |k| < 2^16), then sin r and cos r by polynomials of degree 9 and 10 (fitted
+// to sin and cos on [-pi/2, pi/2] in float64 by iteratively reweighted least squares, near minimax), and the sign
+// (-1)^k: within 1.4e-7 of sin u and cos u (float32's spacing at 1 is 6e-8, torch.sin's error 3.6e-8) for
+// |u| < 65536; a row holding a larger |u| is computed with std::sin / std::cos instead. Written with explicit fused
+// multiply-adds and built with -ffp-contract=off, so that every loop computing one formula gives the same bits.
 //
 // Shapes: N rows (points), I input features, W output features (width), C outputs of the head, m rows of a block.
 // Only float32, contiguous, CPU.
 
 #include <torch/extension.h>
+#include <ATen/Config.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
+
+#if AT_MKL_ENABLED()
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                       const float* beta, float* c, const int* ldc);  // MKL's, exported by libtorch_cpu
+#endif
 
 namespace {
 
 constexpr int64_t kRows = 512;           // rows per block: a (512, 256) float block is 512 KiB, in L2 with its peers
 constexpr float kReducedMax = 65536.0f;  // from this |u| on the three-part reduction loses bits: std::sin instead
+
+// x with its sign bit xor-ed with sign's.
+inline float flip(float x, uint32_t sign) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits ^= sign;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
 
 // One row of n values: v = in (+ b with kBias), u = v (SIREN) or a v with a = omega0 (|v| + 1) (FINER);
 // s_out = sin(u) with kSin, c_out = cos(u) (SIREN) or cos(u) a (FINER) with kCos. Returns max |u| so that the
@@ -47,8 +65,8 @@ constexpr float kReducedMax = 65536.0f;  // from this |u| on the three-part redu
 template <bool kFiner, bool kBias, bool kSin, bool kCos>
 float sincos_row(const float* __restrict in, const float* __restrict b, float* __restrict s_out,
                  float* __restrict c_out, float omega0, int64_t n) {
-  const float two_over_pi = 0.636619772367581343f;
-  const float p1 = 1.5703125f, p2 = 4.837512969970703125e-4f, p3 = 7.54978995489188216e-8f;  // pi/2 = p1 + p2 + p3
+  const float inv_pi = 0.318309886183790672f;
+  const float p1 = 3.140625f, p2 = 9.67502593994140625e-4f, p3 = 1.509957990978376432e-7f;  // pi = p1 + p2 + p3
   float umax = 0.0f;
 #pragma omp simd reduction(max : umax)
   for (int64_t i = 0; i < n; ++i) {
@@ -60,21 +78,19 @@ float sincos_row(const float* __restrict in, const float* __restrict b, float* _
       u = a * v;
     }
     umax = std::max(umax, std::fabs(u));
-    const float k = __builtin_rintf(u * two_over_pi);
-    const int32_t q = static_cast<int32_t>(k);
-    const float r = std::fma(-k, p3, std::fma(-k, p2, std::fma(-k, p1, u)));
+    const float k = __builtin_rintf(u * inv_pi);
+    const float r = std::fma(-k, p3, std::fma(-k, p2, std::fma(-k, p1, u)));  // u - k pi, in [-pi/2, pi/2]
     const float r2 = r * r;
-    const float ps = std::fma(std::fma(-1.9515295891e-4f, r2, 8.3321608736e-3f), r2, -1.6666654611e-1f);
-    const float sr = std::fma(r * r2, ps, r);  // sin(r)
-    const float pc = std::fma(std::fma(2.443315711809948e-5f, r2, -1.388731625493765e-3f), r2, 4.166664568298827e-2f);
-    const float cr = std::fma(r2 * r2, pc, std::fma(-0.5f, r2, 1.0f));  // cos(r)
-    if (kSin) {  // sin(r + k pi/2) by the quadrant k mod 4
-      const float s = (q & 1) ? cr : sr;
-      s_out[i] = (q & 2) ? -s : s;
+    const uint32_t sign = static_cast<uint32_t>(static_cast<int32_t>(k)) << 31;  // (-1)^k as the sign bit
+    if (kSin) {  // sin r = r + r^3 P(r^2), degree 9
+      const float ps = std::fma(std::fma(std::fma(2.6084580895e-6f, r2, -1.9810874073e-4f), r2, 8.3330841735e-3f), r2,
+                                -1.6666659713e-1f);
+      s_out[i] = flip(std::fma(r * r2, ps, r), sign);
     }
-    if (kCos) {
-      const float c = (q & 1) ? sr : cr;
-      c_out[i] = (((q + 1) & 2) ? -c : c) * a;
+    if (kCos) {  // cos r = 1 + r^2 Q(r^2), degree 10
+      const float pc = std::fma(std::fma(std::fma(std::fma(-2.6073510639e-7f, r2, 2.4761657187e-5f), r2,
+                                                  -1.3888397953e-3f), r2, 4.1666641831e-2f), r2, -0.5f);
+      c_out[i] = flip(std::fma(r2, pc, 1.0f), sign) * a;
     }
   }
   return umax;
@@ -130,6 +146,32 @@ void times_slope(const float* g, const float* slope, float* gz, float* gb, int64
       bi[j] += d;
     }
   }
+}
+
+// C (M, N) = op(A) op(B) + beta C, row-major floats; op(A) (M, K) is A (M, K), or A (K, M) transposed with ta.
+// Where PyTorch has MKL, its sgemm directly: at::mm_out would call the same, after ~5 us of dispatch a call, and
+// a step makes a thousand and more of them.
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float beta, float* c, int64_t ldc) {
+#if AT_MKL_ENABLED()
+  // row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
+  const int mi = static_cast<int>(n), ni = static_cast<int>(m), ki = static_cast<int>(k);
+  const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  const float one = 1.0f;
+  sgemm_(tb ? "T" : "N", ta ? "T" : "N", &mi, &ni, &ki, &one, b, &la, a, &lb, &beta, c, &lc);
+#else
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32);
+  auto av = ta ? torch::from_blob(const_cast<float*>(a), {k, m}, {lda, 1}, options).t()
+               : torch::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, options);
+  auto bv = tb ? torch::from_blob(const_cast<float*>(b), {n, k}, {ldb, 1}, options).t()
+               : torch::from_blob(const_cast<float*>(b), {k, n}, {ldb, 1}, options);
+  auto cv = torch::from_blob(c, {m, n}, {ldc, 1}, options);
+  if (beta == 0.0f) {
+    at::mm_out(cv, av, bv);
+  } else {
+    cv.mul_(beta).addmm_(av, bv);
+  }
+#endif
 }
 
 void check(const torch::Tensor& t, const char* name) {
@@ -192,7 +234,9 @@ std::vector<torch::Tensor> forward(torch::Tensor x, std::vector<torch::Tensor> w
     for (int64_t l = 0; l < layers; ++l) {
       const int64_t width = ws[l].size(0);
       torch::Tensor z = block(scratch[0], m, width);
-      at::mm_out(z, h, ws[l].t());  // z = x W'^T, (m, W_l)
+      const int64_t in = ws[l].size(1);  // z = x W'^T, (m, W_l)
+      gemm(false, true, m, width, in, h.data_ptr<float>(), in, ws[l].data_ptr<float>(), in, 0.0f,
+           z.data_ptr<float>(), width);
       torch::Tensor out = (l == layers - 1 && !has_head) ? y.narrow(0, r0, m)
                           : keep ? inputs[l].narrow(0, r0, m)
                                  : block(scratch[1 + l % 2], m, width);
@@ -201,9 +245,14 @@ std::vector<torch::Tensor> forward(torch::Tensor x, std::vector<torch::Tensor> w
                      static_cast<float>(omegas[l]), m, width);
       h = out;
     }
-    if (has_head) {
-      auto yb = y.narrow(0, r0, m);
-      at::addmm_out(yb, head[1], h, head[0].t());  // (m, C) = h W_h^T + b_h
+    if (has_head) {  // (m, C) = h W_h^T + b_h
+      const int64_t outs = head[0].size(0);
+      float* yp = y.data_ptr<float>() + r0 * outs;
+      gemm(false, true, m, outs, last_width, h.data_ptr<float>(), last_width, head[0].data_ptr<float>(),
+           last_width, 0.0f, yp, outs);
+      const float* hb = head[1].data_ptr<float>();
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < outs; ++j) yp[i * outs + j] += hb[j];
     }
   }
   std::vector<torch::Tensor> result{y};
@@ -248,9 +297,10 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor x, std::ve
       float* hb = head_b.data_ptr<float>();
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < outs; ++j) hb[j] += gp[i * outs + j];
-      head_w.addmm_(g.t(), inputs[layers - 1].narrow(0, r0, m));
+      gemm(true, false, outs, top, m, gp, outs, inputs[layers - 1].data_ptr<float>() + r0 * top, top, 1.0f,
+           head_w.data_ptr<float>(), top);
       torch::Tensor gh = block(scratch[1], m, top);
-      at::mm_out(gh, g, head[0]);
+      gemm(false, false, m, top, outs, gp, outs, head[0].data_ptr<float>(), top, 0.0f, gh.data_ptr<float>(), top);
       g = gh;
     }
     for (int64_t l = layers - 1; l >= 0; --l) {
@@ -262,15 +312,12 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor x, std::ve
       float* gbp = grad_b[l].data_ptr<float>();
       // threads split the columns, so that each bias sum is added in the same order whatever the thread count
       at::parallel_for(0, width, 64, [&](int64_t c0, int64_t c1) { times_slope(gp, sp, zp, gbp, m, width, c0, c1); });
-      const torch::Tensor xl = l == 0 ? x.narrow(0, r0, m) : inputs[l - 1].narrow(0, r0, m);
-      grad_w[l].addmm_(gz.t(), xl);  // dL/dW'_l += dL/dv^T x_l, (W_l, I_l)
-      if (l > 0) {
-        g = block(scratch[1], m, in);
-        at::mm_out(g, gz, ws[l]);  // dL/dx_l = dL/dv W'_l: layer l-1's dL/dy, (m, I_l)
-      } else if (need_grad_x) {
-        auto gxb = grad_x.narrow(0, r0, m);
-        at::mm_out(gxb, gz, ws[0]);
-      }
+      const float* xl = (l == 0 ? x.data_ptr<float>() : inputs[l - 1].data_ptr<float>()) + r0 * in;
+      gemm(true, false, width, in, m, zp, width, xl, in, 1.0f, grad_w[l].data_ptr<float>(), in);  // dL/dW'_l += dL/dv^T x_l
+      float* below = l > 0 ? block(scratch[1], m, in).data_ptr<float>()  // dL/dx_l = dL/dv W'_l: layer l-1's dL/dy
+                     : need_grad_x ? grad_x.data_ptr<float>() + r0 * in : nullptr;
+      if (below != nullptr) gemm(false, false, m, in, width, zp, width, ws[l].data_ptr<float>(), in, 0.0f, below, in);
+      if (l > 0) g = block(scratch[1], m, in);
     }
   }
   std::vector<torch::Tensor> result{grad_x};

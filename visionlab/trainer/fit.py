@@ -39,6 +39,7 @@ from visionlab.trainer.fit_footprint import Footprint, check_footprint, large_im
 from visionlab.trainer.selection import SelectionRecorder, selection_picture
 from visionlab.util.checkpoint import save_weights
 from visionlab.util.distributed import Dist
+from visionlab.util.device import keep_freed_memory
 from visionlab.util.errors import DataError
 from visionlab.util.io import write_json
 from visionlab.util.plots import comparison_figure, curve_figure, waveform_figure
@@ -107,6 +108,25 @@ class FitTrainer(Trainer):
             shard = dist.shard(coords.shape[0])
             coords = coords[shard]  # (n_r, d)
             rows = None if rows is None else rows[shard]
+        if not dist.enabled and not sampler.wants_coordinate_grad and coords.shape[0] > self.chunk \
+                and not sampler.couples_rows(step):  # the plain MSE, a sum over rows: one chunk at a time
+            pred, loss = self.chunk_by_chunk(coords, target, rows)
+            if sampler.extra_loss(step, indices, pred) is not None:  # it reads the prediction (EVOS's fitness)
+                raise RuntimeError(f"{type(sampler).__name__}.couples_rows({step}) is False, but its extra_loss "
+                                   f"gave a term")
+        else:
+            pred, loss = self.whole_batch(step, indices, coords, target, rows, sizes)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.pixels_trained += pred.shape[0]
+        return {"loss": loss.item(), "pixels": pred.shape[0], "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def whole_batch(self, step: int, indices: torch.Tensor | None, coords: torch.Tensor, target: torch.Tensor,
+                    rows: torch.Tensor | None, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward over the whole selection (in chunks, one graph), the loss with the selector's weights and extra
+        term, backward: the (n, C) prediction and the loss."""
+        sampler, dist = self.sampler, self.dist
         if sampler.wants_coordinate_grad:  # soft mining moves its samples along d loss / d coords
             coords = coords.detach().requires_grad_()
         with autocast(self.device, self.precision):  # bf16: the hidden layers only; pred is fp32
@@ -126,11 +146,27 @@ class FitTrainer(Trainer):
         if sampler.wants_coordinate_grad:
             # Each rank's coordinate gradient came back summed over the ranks' identical losses: divide by W.
             sampler.observe(step, indices, dist.gather(coords.grad / dist.world_size, sizes))
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.pixels_trained += pred.shape[0]
-        return {"loss": loss.item(), "pixels": pred.shape[0], "lr": self.optimizer.param_groups[0]["lr"]}
+        return pred, loss
+
+    def chunk_by_chunk(self, coords: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward one chunk at a time, the gradient summing each chunk's share of the MSE (a sum over
+        rows): the same gradient as one graph up to round-off, with each chunk's activations still in cache for its
+        backward instead of every chunk's in memory (at 256 px, 1 GB a step written and read back). Returns the
+        detached (n, C) prediction and the loss."""
+        n, channels = target.shape
+        preds, loss = [], torch.zeros((), device=target.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        for start in range(0, n, self.chunk):
+            part = slice(start, start + self.chunk)
+            with autocast(self.device, self.precision):  # bf16: the hidden layers only; pred is fp32
+                pred = self.model(coords[part]) if rows is None else self.model(coords[part], rows[part])  # (c, C)
+            share = torch.sum((pred.float() - target[part]) ** 2) / (n * channels)  # this chunk's part of the mean
+            self.check_finite(share)  # before its backward: a bad loss never reaches the weights
+            share.backward()
+            preds.append(pred.detach().float())
+            loss += share.detach()
+        return torch.cat(preds), loss
 
     def reconstruct(self) -> torch.Tensor:
         """The current fit in the signal's layout (*shape, C), in [0, 1]."""
@@ -280,6 +316,8 @@ def load_fit_signal(config: FitConfig) -> GridSignal:
 def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
     """Everything a fit needs, from its config: image, transform, model, optimiser, selector and run folder."""
     dist, device = prepare(config)
+    if device.type == "cpu":  # every step allocates the same large arrays: reuse them, no page faults (util/device)
+        keep_freed_memory()
     signal = load_fit_signal(config)
     if config.record_selection and signal.kind != "image":  # before a run folder is made
         raise DataError(f"--record-selection draws masks over an image; {signal.source} is {signal.kind}")
