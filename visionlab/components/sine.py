@@ -19,14 +19,14 @@ same way: with a = omega_0 (|z| + 1), y = sin(a z) and dL/dz = dL/dy cos(a z) a.
 Under ``torch.autocast`` (bf16 on CPUs with AVX512-BF16 / AMX, and on CUDA) the two matrix products run in the
 autocast dtype, as ``nn.Linear`` would; the sine and cosine are computed on that product.
 
-On the CPU in fp32 the layer runs a native kernel (``sine_kernel.cpp``, compiled once per machine by
-:mod:`visionlab.util.native`): the products on 512-row blocks whose output stays in cache, and after each one
-vectorised loop that adds the bias and computes sin and cos from one range reduction (backward: dL/dz and the bias
-sum in one pass). On one thread of this lab's CPU it takes the SIREN 3x256 step at 65,536 points from 0.63 s to
-0.49 s (``benchmarks/fit_step.py``). Elsewhere (CUDA, bf16, float64, no compiler, ``VISIONLAB_NATIVE=0``) the
-PyTorch path below computes the same. Written by hand because no library offers a fused SIREN layer for the CPU
-(oneDNN's post-ops have no sine); ``torch.compile`` of the plain layers fuses the element-wise work but calls the
-same products (4-6 % faster than the PyTorch path here, after 5 to 16 s of compilation), so the fit has no
+On the CPU in fp32 the layers run a native kernel (``sine_kernel.cpp``, compiled once per machine by
+:mod:`visionlab.util.native`): :func:`sine_stack` takes a SIREN's or FINER's layers and head at once, in 512-row blocks
+that stay in cache, with one vectorised pass for bias, sine and cosine (one range reduction) and one in backward for
+dL/dz and the bias sum. On one thread of this lab's CPU it takes the SIREN 3x256 step at 65,536 points from 0.63 s to
+0.50 s (``benchmarks/fit_step.py``). Elsewhere (CUDA, bf16, float64, no compiler, ``VISIONLAB_NATIVE=0``, a model
+with hooks) the PyTorch path below computes the same. Written by hand because no library offers a fused SIREN layer
+for the CPU (oneDNN's post-ops have no sine); ``torch.compile`` of the plain layers fuses the element-wise work but
+calls the same products (4-6 % faster than the PyTorch path here, after 5 to 16 s of compilation), so the fit has no
 ``--compile``.
 Shape legend: N points, I input features, W output features (width).
 """
