@@ -28,11 +28,12 @@ import torch
 
 from visionlab.components.metrics import psnr, ssim
 from visionlab.components.sampling import Sampler, build_sampler
+from visionlab.components.sine import kernel as sine_kernel
 from visionlab.components.transforms import make_transform
 from visionlab.components.value_transforms import ValueTransform
 from visionlab.data.grid import GridSignal
 from visionlab.data.signals import load_signal
-from visionlab.models.inr import INR_PRESETS, Chunked, build_inr
+from visionlab.models.inr import INR_PRESETS, Chunked, Siren, build_inr
 from visionlab.opt import FitConfig
 from visionlab.trainer.base import LONG_RUN_SECONDS, Trainer, duration, make_run_dir, prepare, run_training
 from visionlab.trainer.fit_footprint import Footprint, check_footprint, large_image_note, measure, most_points
@@ -349,6 +350,8 @@ def build_fit(config: FitConfig, *, run_dir: Path | None = None) -> FitTrainer:
                             seed=config.seed, mutation_ratio=config.mutation_ratio, cfs_steps=cfs_steps,
                             crossover=config.crossover)
     # Before the first step (and before a run folder is made): does the fit fit in memory, and how long will it take?
+    if isinstance(model, Siren) and device.type == "cpu":  # build the native sine kernel now, not in a timed step
+        sine_kernel(announce=print if dist.is_main and not config.quiet else None)
     footprint = measure(model, in_features=len(signal.shape), channels=signal.channels, pixels=target.shape[0],
                         points_per_step=most_points(sampler, target.shape[0], config.steps), device=device,
                         precision=precision)
