@@ -15,10 +15,12 @@ In one process, per thread count and number of points N (astronaut at 128, 256 a
 - **hash grid**: the fit trainer's full step (chunked, precomputed corners) and the plain one-batch step (hashing
   every step) at 256, 512 and 1,024 px, with the system time's share of the CPU time (``resource.getrusage``).
 
-The steps are interleaved (reference, visionlab fp32, visionlab bf16, ... for every repeat) and the median of the
-repeats is reported. GFLOP/s counts 6 x parameters x points per step (forward 2, backward 4), 198,915 parameters.
-A chunk-size sweep at 65,536 points documents each model's ``default_chunk``. Writes ``results/fit_step.json`` and
-``.md`` (paths in them are relative to the project).
+The steps and the two sgemm calls are interleaved (sgemm, sgemm in cache, reference, visionlab fp32, visionlab
+bf16, ... for every repeat), so that the machine's slower and faster moments (this lab's VM drifts by several per
+cent within minutes) reach the rate and the step alike, and the median of the repeats is reported. GFLOP/s counts
+6 x parameters x points per step (forward 2, backward 4), 198,915 parameters. A chunk-size sweep at 65,536 points
+documents each model's ``default_chunk``. Writes ``results/fit_step.json`` and ``.md`` (paths in them are relative
+to the project).
 """
 
 from __future__ import annotations
@@ -55,15 +57,12 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def sgemm_rates(n: int, chunk: int, repeats: int) -> dict:
-    """GFLOP/s of (n x 256) @ (256 x 256): as PyTorch allocates it, and as cache-sized products into one buffer."""
+def sgemm_products(n: int, chunk: int) -> dict:
+    """(n x 256) @ (256 x 256) as PyTorch allocates it ("fresh"), and the same as cache-sized products into one
+    buffer ("in_cache"): the two calls, timed with the steps."""
     x, w = torch.randn(n, WIDTH), torch.randn(WIDTH, WIDTH)
-    out = torch.empty(n, WIDTH)
-    flops = 2 * n * WIDTH * WIDTH
-    fresh = median_seconds(lambda: x @ w, repeats)
-    parts = list(zip(x.split(chunk), out.split(chunk)))
-    cached = median_seconds(lambda: [torch.mm(a, w, out=o) for a, o in parts], repeats)
-    return {"fresh_gflops": flops / fresh / 1e9, "in_cache_gflops": flops / cached / 1e9}
+    parts = list(zip(x.split(chunk), torch.empty(n, WIDTH).split(chunk)))
+    return {"sgemm_fresh": lambda: x @ w, "sgemm_in_cache": lambda: [torch.mm(a, w, out=o) for a, o in parts]}
 
 
 class PlainSiren(nn.Module):
@@ -111,23 +110,21 @@ def siren_rows(threads: int, points: list[int], repeats: int, out: str) -> list[
             loss.backward()
             optimizer.step()
 
-        steps = {"reference": reference, "fp32": step_of(fp32)}
+        steps = {**sgemm_products(n, fp32.chunk), "reference": reference, "fp32": step_of(fp32)}
         if bf16 is not None:
             steps["bf16"] = step_of(bf16)
         times = {name: [] for name in steps}
         for fn in steps.values():
             fn()  # warm-up
-        for _ in range(repeats):  # interleaved, so that a slow moment of the machine hits every variant
+        for _ in range(repeats):  # interleaved, sgemm too: a slow moment of the machine hits every variant
             for name, fn in steps.items():
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-        sgemm = sgemm_rates(n, fp32.chunk, repeats)
-        flops = 6 * params * n
-        row = {"threads": threads, "points": n, "chunk": fp32.chunk, **{f"sgemm_{k}": round(v, 1)
-                                                                      for k, v in sgemm.items()}}
+        row = {"threads": threads, "points": n, "chunk": fp32.chunk}
         for name, values in times.items():
             seconds = statistics.median(values)
+            flops = 2 * n * WIDTH * WIDTH if name.startswith("sgemm") else 6 * params * n
             row[f"{name}_ms"] = round(1e3 * seconds, 1)
             row[f"{name}_gflops"] = round(flops / seconds / 1e9, 1)
         row["fp32_of_sgemm_fresh"] = round(row["fp32_gflops"] / row["sgemm_fresh_gflops"], 3)

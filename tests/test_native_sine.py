@@ -32,7 +32,7 @@ def forward_and_grads(model, x, upstream):
 
 @needs_kernel
 @pytest.mark.parametrize("cls", [Siren, Finer])
-@pytest.mark.parametrize("n", [1, 7, 512, 1025, 3000])
+@pytest.mark.parametrize("n", [1, 7, 512, 1025, 2048, 3000])  # from 2,048 rows the weights are packed once
 def test_kernel_gives_the_pytorch_paths_output_and_gradients(cls, n, pytorch_path):
     torch.manual_seed(n)
     model = cls(out_features=3, width=48, depth=2)

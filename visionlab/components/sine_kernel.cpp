@@ -13,9 +13,14 @@
 // - backward, from the head down: one loop forms dL/dv = dL/dy slope and sums it into dL/db'; then
 //   dL/dW' += dL/dv^T x and dL/dx = dL/dv W', the layer below's dL/dy, still in cache.
 //
-// (Keeping only v and recomputing sin and cos in backward halves the memory kept, but measured slower: 0.57 s
-// against 0.53 s a 256 px step.) No library offers a matrix product with a sine epilogue on the CPU (oneDNN's
-// post-ops have no sine), hence this file.
+// A call of 4 blocks and more has MKL pack each weight once for all its blocks (sgemm otherwise packs it again for
+// every block): about 1 % of the step.
+//
+// Measured and left out (a 256 px step, one thread): keeping only v and recomputing sin and cos in backward halves
+// the memory kept but is slower (0.57 s against 0.53 s); hand-written loops in place of MKL's thin products, the
+// head's (C = 3) slower by up to 4 %, the first layer's (I = 2) no faster; streaming (non-temporal) stores of the
+// slopes, 1 % slower; blocks of 256, 384, 768 and 1024 rows, slower than 512. No library offers a matrix product
+// with a sine epilogue on the CPU (oneDNN's post-ops have no sine), hence this file.
 //
 // The sine and cosine: u = k pi + r with k = rint(u / pi) and r in [-pi/2, pi/2] (pi split in three parts, Cody
 // and Waite, so that k pi is exact to |k| < 2^16), then sin r and cos r by polynomials of degree 9 and 10 (fitted
@@ -41,11 +46,19 @@
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
                        const float* beta, float* c, const int* ldc);  // MKL's, exported by libtorch_cpu
+// MKL's packed products (C enums are ints): a weight packed once serves every block of a call
+extern "C" size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k);
+extern "C" void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                                 const float* src, int ld, float* dest);
+extern "C" void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                                    const float* b, int ldb, float beta, float* c, int ldc);
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;  // mkl_cblas.h
 #endif
 
 namespace {
 
 constexpr int64_t kRows = 512;           // rows per block: a (512, 256) float block is 512 KiB, in L2 with its peers
+constexpr int64_t kPackFrom = 4 * kRows;  // a call of 4 blocks and more packs each weight once (~30 us a weight)
 constexpr float kReducedMax = 65536.0f;  // from this |u| on the three-part reduction loses bits: std::sin instead
 
 // x with its sign bit xor-ed with sign's.
@@ -172,6 +185,44 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int
 #endif
 }
 
+// op(B) (K, N) of C (M, N) = A (M, K) op(B), a layer's weight: with pack, MKL packs it once for every product with
+// M = m rows (a block), instead of once a product; other products (the last block, no pack, no MKL) are gemm's.
+class PackedB {
+ public:
+  PackedB(bool tb, int64_t m, int64_t n, int64_t k, const float* b, int64_t ldb, bool pack)
+      : tb_(tb), m_(pack ? m : -1), n_(n), k_(k), b_(b), ldb_(ldb) {
+#if AT_MKL_ENABLED()
+    if (!pack) return;
+    const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, static_cast<int>(m), static_cast<int>(n),
+                                                   static_cast<int>(k));
+    packed_ = torch::empty({static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))},
+                           torch::TensorOptions().dtype(torch::kFloat32));
+    cblas_sgemm_pack(kRowMajor, kBMatrix, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
+                     static_cast<int>(k), 1.0f, b, static_cast<int>(ldb), packed_.data_ptr<float>());
+#endif
+  }
+
+  // C (m, N) = A (m, K) op(B) + beta C
+  void times(int64_t m, const float* a, int64_t lda, float beta, float* c, int64_t ldc) const {
+#if AT_MKL_ENABLED()
+    if (m == m_) {
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(m), static_cast<int>(n_),
+                          static_cast<int>(k_), a, static_cast<int>(lda), packed_.data_ptr<float>(),
+                          static_cast<int>(ldb_), beta, c, static_cast<int>(ldc));
+      return;
+    }
+#endif
+    gemm(false, tb_, m, n_, k_, a, lda, b_, ldb_, beta, c, ldc);
+  }
+
+ private:
+  bool tb_;
+  int64_t m_, n_, k_;
+  const float* b_;
+  int64_t ldb_;
+  torch::Tensor packed_;
+};
+
 void check(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous(), name,
               " must be a contiguous float32 CPU tensor");
@@ -226,6 +277,10 @@ std::vector<torch::Tensor> forward(torch::Tensor x, std::vector<torch::Tensor> w
   if (keep && has_head) inputs.push_back(torch::empty({n, last_width}, options));
   const int64_t rows = std::min(kRows, n);
   auto scratch = torch::empty({3, rows * widest}, options);  // z, and without keep two activations ping-pong
+  std::vector<PackedB> packed;  // W'_l^T for z = x W'^T, once for every block
+  for (int64_t l = 0; l < layers; ++l)
+    packed.emplace_back(true, rows, ws[l].size(0), ws[l].size(1), ws[l].data_ptr<float>(), ws[l].size(1),
+                        n >= kPackFrom);
   for (int64_t r0 = 0; r0 < n; r0 += kRows) {
     const int64_t m = std::min(kRows, n - r0);
     torch::Tensor h = x.narrow(0, r0, m);  // the block's input to layer l, (m, I_l)
@@ -233,8 +288,7 @@ std::vector<torch::Tensor> forward(torch::Tensor x, std::vector<torch::Tensor> w
       const int64_t width = ws[l].size(0);
       torch::Tensor z = block(scratch[0], m, width);
       const int64_t in = ws[l].size(1);  // z = x W'^T, (m, W_l)
-      gemm(false, true, m, width, in, h.data_ptr<float>(), in, ws[l].data_ptr<float>(), in, 0.0f,
-           z.data_ptr<float>(), width);
+      packed[l].times(m, h.data_ptr<float>(), in, 0.0f, z.data_ptr<float>(), width);
       torch::Tensor out = (l == layers - 1 && !has_head) ? y.narrow(0, r0, m)
                           : keep ? inputs[l].narrow(0, r0, m)
                                  : block(scratch[1 + l % 2], m, width);
@@ -286,6 +340,10 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor x, std::ve
   auto grad_x = need_grad_x ? torch::empty_like(x) : torch::Tensor();
   const int64_t rows = std::min(kRows, n);
   auto scratch = torch::empty({2, rows * widest}, options);  // one block's dL/dv, and the layer below's dL/dy
+  std::vector<PackedB> packed;  // W'_l for dL/dx = dL/dv W', once for every block (W'_0 only if dL/dx is wanted)
+  for (int64_t l = 0; l < layers; ++l)
+    packed.emplace_back(false, rows, ws[l].size(1), ws[l].size(0), ws[l].data_ptr<float>(), ws[l].size(1),
+                        n >= kPackFrom && (l > 0 || need_grad_x));
   for (int64_t r0 = 0; r0 < n; r0 += kRows) {
     const int64_t m = std::min(kRows, n - r0);
     torch::Tensor g = grad.narrow(0, r0, m);  // dL/dy of layer l's output, (m, W_l)
@@ -314,7 +372,7 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor x, std::ve
       gemm(true, false, width, in, m, zp, width, xl, in, 1.0f, grad_w[l].data_ptr<float>(), in);  // dL/dW'_l += dL/dv^T x_l
       float* below = l > 0 ? block(scratch[1], m, in).data_ptr<float>()  // dL/dx_l = dL/dv W'_l: layer l-1's dL/dy
                      : need_grad_x ? grad_x.data_ptr<float>() + r0 * in : nullptr;
-      if (below != nullptr) gemm(false, false, m, in, width, zp, width, ws[l].data_ptr<float>(), in, 0.0f, below, in);
+      if (below != nullptr) packed[l].times(m, zp, width, 0.0f, below, in);
       if (l > 0) g = block(scratch[1], m, in);
     }
   }

@@ -117,8 +117,8 @@ class Siren(nn.Module):
 
     default_lr = 1e-4
     # points per chunk of a step: the fastest measured with the native kernel, forward and backward one chunk at a
-    # time (benchmarks/results/fit_step.md: 2,048 to 8,192 within 1 % of each other, 0.49-0.50 s at 256 px on one
-    # thread; 4,096 was the faster of 4,096 and 8,192 in two earlier runs, 0.50 s against 0.51 s)
+    # time (benchmarks/results/fit_step.md: 2,048 to 65,536 within 2 % of each other at 256 px on one thread,
+    # 0.50-0.52 s, the order changing from run to run; 1,024 is 4 % slower, each chunk's call costs ~0.4 ms)
     default_chunk = 4096
     # PSNR cost of --precision bf16, the worst of three photos (benchmarks/results/fit_precision.md: 0.26, 1.07 and
     # 0.74 dB after 1,000 steps at 128 px): the rounding of the pre-activations (|omega_0 z| up to tens of radians)
