@@ -92,16 +92,22 @@ class _SineLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+def _split(params: tuple[torch.Tensor, ...] | list[torch.Tensor], head: bool):
+    """The kernel's arguments from w'_0, b'_0, w'_1, b'_1, ... (then the head's weight and bias): the layers'
+    weights, their biases, and the head's [weight, bias] or []; all contiguous."""
+    params = [p.contiguous() for p in params]
+    stack, out = (params[:-2], params[-2:]) if head else (params, [])
+    return stack[0::2], stack[1::2], out
+
+
 class _SineStack(torch.autograd.Function):
     """The native kernel's stack of sine layers, (N, I) -> (N, W), and, with ``head``, the linear output layer after
     it, -> (N, C); parameters w'_0, b'_0, w'_1, b'_1, ... (then the head's weight and bias)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, compiled, omegas: list[float], finer: bool, head: bool, *params: torch.Tensor):
-        params = [p.contiguous() for p in params]
-        stack, out = (params[:-2], params[-2:]) if head else (params, [])
-        ws = stack[0::2]
-        y, *kept = compiled.forward(x, ws, stack[1::2], omegas, finer, True, out)  # y, the layers' inputs, slopes
+        ws, bs, out = _split(params, head)
+        y, *kept = compiled.forward(x, ws, bs, omegas, finer, True, out)  # y, the layers' inputs, slopes
         ctx.save_for_backward(x, *kept, *ws, *out[:1])
         ctx.sizes, ctx.compiled = (len(kept) - len(ws), len(ws)), compiled
         return y
@@ -138,9 +144,8 @@ def sine_stack(x: torch.Tensor, linears: list[nn.Linear], omegas: list[float], f
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
         return _SineStack.apply(x, compiled, omegas, finer, head is not None, *params)
     with torch.no_grad():  # no backward: nothing kept but the output
-        params = [p.contiguous() for p in params]
-        stack, out = (params[:-2], params[-2:]) if head is not None else (params, [])
-        return compiled.forward(x, stack[0::2], stack[1::2], omegas, finer, False, out)[0]
+        ws, bs, out = _split(params, head is not None)
+        return compiled.forward(x, ws, bs, omegas, finer, False, out)[0]
 
 
 def sine_linear(x: torch.Tensor, linear: nn.Linear, omega0: float) -> torch.Tensor:
